@@ -1,0 +1,62 @@
+"""cffi (API mode) build of ``trio_uring._native`` against the system liburing.
+
+``tu_api.h`` is both compiled and used as the cdef, so the C declarations exist once.
+Kernel constants are taken from the headers at build time (``#define NAME ...``), never
+retyped here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cffi
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+TYPES = """
+typedef int... socklen_t;
+struct iovec { void *iov_base; size_t iov_len; };
+struct msghdr {
+    void *msg_name; socklen_t msg_namelen; struct iovec *msg_iov; size_t msg_iovlen;
+    void *msg_control; size_t msg_controllen; int msg_flags; ...;
+};
+struct __kernel_timespec { int64_t tv_sec; long long tv_nsec; };
+"""
+
+CONSTANTS = """
+IORING_SETUP_CQSIZE IORING_SETUP_CLAMP IORING_SETUP_SUBMIT_ALL IORING_SETUP_COOP_TASKRUN
+IORING_SETUP_TASKRUN_FLAG IORING_SETUP_CQE32 IORING_SETUP_SINGLE_ISSUER
+IORING_SETUP_DEFER_TASKRUN TU_IORING_SETUP_CQE_MIXED IORING_SETUP_SQPOLL
+IORING_FEAT_SINGLE_MMAP IORING_FEAT_NODROP IORING_FEAT_SUBMIT_STABLE IORING_FEAT_FAST_POLL
+IORING_FEAT_POLL_32BITS IORING_FEAT_EXT_ARG IORING_FEAT_NATIVE_WORKERS IORING_FEAT_CQE_SKIP
+IORING_FEAT_LINKED_FILE TU_IORING_FEAT_RECVSEND_BUNDLE IORING_SQ_CQ_OVERFLOW IORING_SQ_TASKRUN
+TU_IORING_CQE_F_BUFFER TU_IORING_CQE_F_MORE TU_IORING_CQE_F_SOCK_NONEMPTY TU_IORING_CQE_F_NOTIF
+TU_IORING_CQE_F_BUF_MORE TU_IORING_CQE_F_SKIP TU_IORING_CQE_F_32 IORING_OP_NOP
+IORING_OP_POLL_ADD IORING_OP_SENDMSG IORING_OP_RECVMSG IORING_OP_TIMEOUT IORING_OP_ACCEPT
+IORING_OP_ASYNC_CANCEL IORING_OP_CONNECT IORING_OP_CLOSE IORING_OP_READ IORING_OP_WRITE
+IORING_OP_SEND IORING_OP_RECV IORING_OP_SHUTDOWN IORING_OP_MSG_RING IORING_OP_SOCKET
+IORING_OP_SEND_ZC IORING_OP_SENDMSG_ZC TU_IORING_OP_RECV_ZC IORING_TIMEOUT_ABS
+IORING_TIMEOUT_MULTISHOT TU_IORING_REGISTER_PBUF_RING TU_IORING_UNREGISTER_PBUF_RING
+TU_IORING_REGISTER_ZCRX_IFQ TU_IORING_REGISTER_QUERY TU_IORING_REGISTER_ZCRX_CTRL
+TU_ZCRX_REG_IMPORT TU_ZCRX_REG_NODEV TU_IORING_ZCRX_AREA_SHIFT
+""".split()  # noqa: SIM905 - a word list reads best here
+
+ffibuilder = cffi.FFI()
+ffibuilder.cdef(
+    TYPES
+    + (HERE / "tu_api.h").read_text()
+    + "\n".join(f"#define {name} ..." for name in CONSTANTS)
+)
+ffibuilder.set_source(
+    "trio_uring._native",
+    '#include "tu.h"\n'
+    "#ifndef IORING_TIMEOUT_MULTISHOT\n#define IORING_TIMEOUT_MULTISHOT (1U << 6)\n#endif\n",
+    sources=[str(p.relative_to(ROOT)) for p in sorted(HERE.glob("*.c"))],
+    include_dirs=[str(HERE.relative_to(ROOT))],
+    libraries=["uring"],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

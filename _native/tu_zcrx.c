@@ -1,0 +1,115 @@
+/* Zero-copy receive: interface-queue registration and the refill (RQ) ring protocol. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include "tu.h"
+
+int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_entries,
+                     uint32_t flags, char *area, uint64_t area_len, tu_zcrx **out,
+                     struct tu_zcrx_info *info)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    struct tu_zcrx_area_reg area_reg;
+    struct tu_region_desc rd;
+    struct tu_zcrx_ifq_reg reg;
+    struct tu_zcrx *z;
+    uint32_t rounded = 1;
+    int ret;
+
+    *out = NULL;
+    if (rq_entries == 0 || rq_entries > 32768)
+        return -EINVAL;
+    while (rounded < rq_entries)
+        rounded <<= 1;
+    z = calloc(1, sizeof(*z));
+    if (!z)
+        return -ENOMEM;
+    /* Header page plus the entries, as the kernel documentation sizes it. */
+    z->rq_bytes = (((size_t)rounded * sizeof(struct tu_zcrx_rqe) + (size_t)page) + (size_t)page - 1)
+                  / (size_t)page * (size_t)page;
+    z->rq = mmap(NULL, z->rq_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (z->rq == MAP_FAILED) {
+        free(z);
+        return -ENOMEM;
+    }
+    memset(&area_reg, 0, sizeof(area_reg));
+    area_reg.addr = (uint64_t)(uintptr_t)area;
+    area_reg.len = area_len;
+    memset(&rd, 0, sizeof(rd));
+    rd.user_addr = (uint64_t)(uintptr_t)z->rq;
+    rd.size = z->rq_bytes;
+    rd.flags = TU_IORING_MEM_REGION_TYPE_USER;
+    memset(&reg, 0, sizeof(reg));
+    reg.if_idx = if_idx;
+    reg.if_rxq = if_rxq;
+    reg.rq_entries = rounded;
+    reg.flags = flags;
+    reg.area_ptr = (uint64_t)(uintptr_t)&area_reg;
+    reg.region_ptr = (uint64_t)(uintptr_t)&rd;
+    ret = io_uring_register(r->ring.ring_fd, TU_IORING_REGISTER_ZCRX_IFQ, &reg, 1);
+    if (ret < 0) {
+        munmap(z->rq, z->rq_bytes);
+        free(z);
+        return ret;
+    }
+    z->khead = (uint32_t *)(z->rq + reg.offsets.head);
+    z->ktail = (uint32_t *)(z->rq + reg.offsets.tail);
+    z->rqes = (struct tu_zcrx_rqe *)(z->rq + reg.offsets.rqes);
+    z->rq_entries = reg.rq_entries;
+    z->rq_mask = reg.rq_entries - 1;
+    z->rq_tail = 0;
+    z->zcrx_id = reg.zcrx_id;
+    z->area_token = area_reg.rq_area_token;
+    z->next = r->zcrxs;
+    r->zcrxs = z;
+    info->zcrx_id = z->zcrx_id;
+    info->rq_entries = z->rq_entries;
+    info->area_token = z->area_token;
+    info->off_head = reg.offsets.head;
+    info->off_tail = reg.offsets.tail;
+    info->off_rqes = reg.offsets.rqes;
+    *out = z;
+    return 0;
+}
+
+unsigned tu_zcrx_rq_space(tu_zcrx *z)
+{
+    uint32_t head = __atomic_load_n(z->khead, __ATOMIC_ACQUIRE);
+    return z->rq_entries - (z->rq_tail - head);
+}
+
+int tu_zcrx_refill(tu_zcrx *z, const uint64_t *offs, const uint32_t *lens, unsigned n)
+{
+    unsigned space = tu_zcrx_rq_space(z);
+    unsigned k = n < space ? n : space;
+
+    for (unsigned i = 0; i < k; i++) {
+        struct tu_zcrx_rqe *rqe = &z->rqes[(z->rq_tail + i) & z->rq_mask];
+        rqe->off = (offs[i] & ~TU_IORING_ZCRX_AREA_MASK) | z->area_token;
+        rqe->len = lens[i];
+        rqe->__pad = 0;
+    }
+    if (k) {
+        z->rq_tail += k;
+        __atomic_store_n(z->ktail, z->rq_tail, __ATOMIC_RELEASE);
+    }
+    return (int)k;
+}
+
+int tu_zcrx_flush_rq(tu_ring *r, tu_zcrx *z)
+{
+    struct tu_zcrx_ctrl ctrl;
+    memset(&ctrl, 0, sizeof(ctrl));
+    ctrl.zcrx_id = z->zcrx_id;
+    ctrl.op = TU_ZCRX_CTRL_FLUSH_RQ;
+    return io_uring_register(r->ring.ring_fd, TU_IORING_REGISTER_ZCRX_CTRL, &ctrl, 0);
+}
+
+char *tu_zcrx_rq_region(tu_zcrx *z, size_t *size)
+{
+    *size = z->rq_bytes;
+    return z->rq;
+}

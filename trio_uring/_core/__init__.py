@@ -1,0 +1,1 @@
+"""Ring ownership, op submission/completion, cancellation, IO managers, feature probe."""

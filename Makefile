@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest clean
+.PHONY: setup demo test lint typecheck pytest trio-suite clean
+
+# trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
+TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
+	trio._tests.test_socket trio._tests.test_highlevel_socket \
+	trio._tests.test_highlevel_open_tcp_listeners trio._tests.test_signals \
+	trio._tests.test_subprocess trio._tests.test_threads
 
 $(STAMP): pyproject.toml setup.py $(wildcard _native/*)
 	PY=$(PY) scripts/ensure-system-deps
@@ -28,7 +34,10 @@ typecheck: setup
 pytest: setup
 	$(BIN)/python -m pytest
 
-test: lint typecheck pytest
+trio-suite: setup
+	$(BIN)/python -m pytest -c tests/trio_suite/pytest.ini --rootdir . -q --pyargs $(TRIO_SUITE)
+
+test: lint typecheck pytest trio-suite
 
 clean:
 	rm -rf $(VENV) build *.egg-info trio_uring/_native*.so trio_uring/_native.c

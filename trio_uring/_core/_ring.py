@@ -93,6 +93,10 @@ class Batch(NamedTuple):
     extra: list[int] | None
 
 
+#: What ``Ring.enter`` returns when a signal interrupted the wait (empty, but not a timeout).
+INTERRUPTED = Batch([], [], [], None)
+
+
 def flag_names(flags: int) -> str:
     """``SINGLE_ISSUER|DEFER_TASKRUN`` style text for setup flags."""
     names = [f.name for f in SetupFlags if f.name and f.value and flags & f.value == f.value]
@@ -118,11 +122,22 @@ def _fd_of(fd: FdLike) -> int:
     return n
 
 
-def _buffer_len(buf: Any, name: str = "buffer") -> int:
+def writable_cbuf(buf: Any) -> Any:
+    """``char[]`` over a writable Python buffer; holding it pins the buffer (no resize)."""
     try:
-        return memoryview(buf).nbytes
+        return ffi.from_buffer(buf, require_writable=True)
+    except (BufferError, TypeError):
+        raise TypeError(
+            f"a writable buffer (bytearray, memoryview) is needed, not {type(buf).__name__}"
+        ) from None
+
+
+def readable_cbuf(data: Any) -> Any:
+    """``char[]`` over any bytes-like object, for sends."""
+    try:
+        return ffi.from_buffer(data)
     except TypeError:
-        raise TypeError(f"{name} must support the buffer protocol, not {type(buf).__name__}") from None
+        raise TypeError(f"a bytes-like object is needed, not {type(data).__name__}") from None
 
 
 class Ring:
@@ -288,8 +303,10 @@ class Ring:
             ns = max(1, int(timeout * 1e9))
         n = lib.tu_enter(p, wait_nr, ns, self._batch, self._ud, self._res, self._fl, self._big)
         if n <= 0:
-            if n in (0, -_errno.EINTR):
+            if n == 0:
                 return Batch([], [], [], [] if self.cqe32 else None)
+            if n == -_errno.EINTR:
+                return INTERRUPTED
             raise kernel_error(n, "io_uring_enter")
         return Batch(
             ffi.unpack(self._ud, n),
@@ -313,11 +330,7 @@ class Ring:
     def prep_recv(self, fd: FdLike, buf: Any, ud: int, *, nbytes: int | None = None, flags: int = 0) -> int:
         """Receive into ``buf`` (writable buffer); the caller keeps ``buf`` alive until the CQE."""
         n = _fd_of(fd)
-        try:
-            cbuf = ffi.from_buffer(buf, require_writable=True)
-        except (BufferError, TypeError):
-            raise TypeError(f"recv needs a writable buffer (bytearray, memoryview), "
-                            f"not {type(buf).__name__}") from None
+        cbuf = buf if isinstance(buf, ffi.CData) else writable_cbuf(buf)
         size = len(cbuf) if nbytes is None else min(nbytes, len(cbuf))
         return self._prep(lib.tu_prep_recv, n, cbuf, size, flags, ud)
 
@@ -365,8 +378,12 @@ class Ring:
     def unregister(self, key: Any) -> None:
         self._bufrings.pop(key, None)
 
-    def drain(self, timeout: float = 2.0) -> None:
-        """Cancel every op the kernel holds and reap until their final CQEs arrived."""
+    def drain(self, timeout: float = 2.0, on_batch: Callable[[Batch], None] | None = None) -> None:
+        """Cancel every op the kernel holds and reap until their final CQEs arrived.
+
+        ``on_batch`` (the op layer's dispatch) receives what is reaped and removes finished
+        ops from ``inflight``; without it, finished ops are simply forgotten.
+        """
         if self._ptr is None or not self.inflight:
             return
         for ud in list(self.inflight):
@@ -377,6 +394,9 @@ class Ring:
             if left <= 0:
                 break
             b = self.enter(1, min(left, 0.05))
+            if on_batch is not None:
+                on_batch(b)
+                continue
             for ud, fl in zip(b.user_data, b.flags):
                 if not fl & CQE_F_MORE:
                     self.inflight.pop(ud, None)

@@ -1,0 +1,254 @@
+"""``UringIOManager``: trio's IO manager protocol on io_uring (used by ``trio_uring.run``).
+
+trio's run loop calls ``get_events(timeout)`` once per scheduler pass and then
+``process_events(events)``; here that is one ``io_uring_enter`` that submits every SQE
+queued during the pass and waits (or, with a zero timeout and nothing queued, a userspace
+look at the CQ: no syscall), and one dispatch of the reaped batch.
+
+``wait_readable`` is a one-shot ``POLL_ADD``. ``wait_writable`` goes through an internal
+epoll instance whose fd the ring polls: ``POLL_ADD`` always reports ``POLLRDHUP``, so a
+``POLLOUT`` poll on a socket whose peer shut down its write side completes at once even when
+the socket is not writable, and re-arming it would spin (see trio's
+``test_socket_actual_streaming``). ``force_wakeup`` writes an eventfd the ring polls.
+
+In guest mode trio may call ``get_events`` from a worker thread. The ring belongs to the
+run's thread (``SINGLE_ISSUER``), so a foreign thread only waits for the ring fd or the
+wakeup eventfd to become readable and leaves submitting and reaping to ``process_events``,
+which trio always calls on the run's thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import functools
+import os
+import select
+import threading
+from typing import Any
+
+import attrs
+import outcome
+import trio
+from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+from ._ops import _CANCELLED, Op, OpDriver
+from ._ring import CQE_F_MORE, INTERRUPTED, Batch, Ring
+
+__all__ = ["UringIOManager", "UringStatistics"]
+
+_REAP = Batch([], [], [], None)  # a foreign-thread wait saw the ring become ready
+_EPOLL_ONESHOT_OUT = select.EPOLLOUT | select.EPOLLONESHOT
+
+
+def _fileno(fd: int | Any) -> int:
+    """trio's rule: an int, or anything with ``fileno()``; negative numbers are not fds."""
+    n = fd if isinstance(fd, int) else fd.fileno()
+    if not isinstance(n, int):
+        raise TypeError(f"fileno() returned {type(n).__name__}, not int")
+    return n
+
+
+def _waitable(fd: int | Any) -> int:
+    n = _fileno(fd)
+    if n < 0:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    return n
+
+
+@attrs.frozen
+class UringStatistics:
+    """What ``trio.lowlevel.current_statistics().io_statistics`` reports under io_uring."""
+
+    tasks_waiting_read: int
+    tasks_waiting_write: int
+    ops_in_flight: int
+    enter_calls: int
+    backend: str = "io_uring"
+
+
+class _PollWait(Op):
+    """A task in ``wait_readable``: woken by the poll CQE, or by ``notify_closing``."""
+
+    __slots__ = ("waiters",)
+
+    def __init__(self, ud: int, task: trio.lowlevel.Task, fd: int, waiters: dict[int, _PollWait]) -> None:
+        super().__init__(ud, task, fd, None)
+        self.waiters = waiters
+
+    def complete(self, res: int, flags: int) -> None:
+        task = self.task
+        if task is None:
+            return
+        self.task = None
+        if self.waiters.get(self.fd) is self:
+            del self.waiters[self.fd]
+        if res in _CANCELLED:  # only the run's shutdown cancels a poll someone still waits on
+            reschedule(task, outcome.Error(trio.ClosedResourceError("the run's io_uring ring was closed")))
+        elif res < 0:
+            reschedule(task, outcome.Error(OSError(-res, os.strerror(-res))))
+        else:
+            reschedule(task)
+
+
+class UringIOManager:
+    """trio's IO manager on an io_uring ring; one per run, on the run's thread."""
+
+    def __init__(self, entries: int = 256) -> None:
+        self.ring = Ring(entries)
+        self.driver = OpDriver(self.ring)
+        self._owner = threading.get_ident()
+        self._readers: dict[int, _PollWait] = {}
+        self._writers: dict[int, trio.lowlevel.Task] = {}
+        self._epoll = select.epoll()
+        self._closing = False
+        self._wakeup_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poll_multi = functools.partial(self.ring.prep_poll, multishot=True)
+        self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
+        self._epoll_op = self._arm(self._epoll.fileno(), self._on_epoll)
+
+    def _arm(self, fd: int, on_cqe: Any) -> Op:
+        return self.driver.start_multishot(self._poll_multi, fd, select.POLLIN, fd=fd, on_cqe=on_cqe)
+
+    # ---- the protocol trio's run loop drives ------------------------------------------------
+    def get_events(self, timeout: float) -> Batch | None:
+        """Submit, wait up to ``timeout``, reap. Falsy only if nothing happened."""
+        if threading.get_ident() != self._owner:
+            return self._wait_from_foreign_thread(timeout)
+        batch = self.ring.enter(1, timeout)
+        if batch.user_data or batch is INTERRUPTED:
+            return batch
+        return None
+
+    def process_events(self, events: Batch | None) -> None:
+        if not events:
+            return
+        if events is _REAP:
+            events = self.ring.enter(0, 0)
+        self.driver.dispatch(events)
+
+    def _wait_from_foreign_thread(self, timeout: float) -> Batch | None:
+        p = select.poll()
+        p.register(self.ring.fd, select.POLLIN)
+        p.register(self._wakeup_fd, select.POLLIN)
+        return _REAP if p.poll(max(0, int(timeout * 1000 + 0.999))) else None
+
+    def force_wakeup(self) -> None:
+        """Thread- and signal-safe: make a blocked ``get_events`` return."""
+        with contextlib.suppress(OSError):
+            os.eventfd_write(self._wakeup_fd, 1)
+
+    def _on_wakeup(self, res: int, flags: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._wakeup_fd)
+        if not flags & CQE_F_MORE and not self._closing:
+            self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
+
+    def statistics(self) -> UringStatistics:
+        return UringStatistics(
+            tasks_waiting_read=len(self._readers),
+            tasks_waiting_write=len(self._writers),
+            ops_in_flight=len(self.ring.inflight) if not self.ring.closed else 0,
+            enter_calls=self.ring.enter_calls if not self.ring.closed else 0,
+        )
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.driver.close(abandon=True)
+        self._epoll.close()
+        os.close(self._wakeup_fd)
+
+    # ---- readiness for any fd -----------------------------------------------------------------
+    async def wait_readable(self, fd: int | Any) -> None:
+        n = _waitable(fd)
+        if n in self._readers:
+            raise trio.BusyResourceError("another task is already reading / writing this fd")
+        ring = self.ring
+        op = _PollWait(self.driver.new_ud(), current_task(), n, self._readers)
+        op.slot = ring.prep_poll(n, select.POLLIN, op.ud)
+        op.gen = ring.submit_generation
+        ring.inflight[op.ud] = op
+        self._readers[n] = op
+
+        def abort(_: Any) -> Abort:
+            if self._readers.get(n) is op:
+                del self._readers[n]
+            op.task = None
+            if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
+                ring.inflight.pop(op.ud, None)
+            elif not ring.closed:
+                ring.prep_cancel(op.ud)  # the late CQE only frees the user_data
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    async def wait_writable(self, fd: int | Any) -> None:
+        n = _waitable(fd)
+        if n in self._writers:
+            raise trio.BusyResourceError("another task is already reading / writing this fd")
+        ep = self._epoll
+        try:
+            ep.register(n, _EPOLL_ONESHOT_OUT)
+        except FileExistsError:
+            ep.modify(n, _EPOLL_ONESHOT_OUT)
+        self._writers[n] = current_task()
+
+        def abort(_: Any) -> Abort:
+            del self._writers[n]
+            with contextlib.suppress(OSError, ValueError):
+                ep.unregister(n)
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def _on_epoll(self, res: int, flags: int) -> None:
+        ep = self._epoll
+        if self._closing:
+            return
+        while self._writers:
+            want = len(self._writers) + 1
+            events = ep.poll(0, want)
+            for n, _ev in events:
+                task = self._writers.pop(n, None)
+                if task is not None:
+                    reschedule(task)
+            if len(events) < want:
+                break
+        if not flags & CQE_F_MORE:
+            self._epoll_op = self._arm(ep.fileno(), self._on_epoll)
+
+    def notify_closing(self, fd: int | Any) -> None:
+        """Wake every task waiting on ``fd`` with ``ClosedResourceError``; cancel its ops."""
+        n = _fileno(fd)
+        if n < 0:
+            return  # not an fd: nothing can be waiting on it
+        exc = trio.ClosedResourceError("another task closed this fd")
+        try:
+            me: trio.lowlevel.Task | None = current_task()
+        except RuntimeError:
+            me = None
+        raise_here = False
+        woken: list[trio.lowlevel.Task] = []
+        reader = self._readers.pop(n, None)
+        if reader is not None and reader.task is not None:
+            woken.append(reader.task)
+            reader.task = None
+            if not self.ring.closed:
+                self.ring.prep_cancel(reader.ud)
+        writer = self._writers.pop(n, None)
+        if writer is not None:
+            woken.append(writer)
+        if writer is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(n)
+        self.driver.close_fd_ops(n)
+        for task in woken:
+            if task is me:
+                raise_here = True
+            else:
+                reschedule(task, outcome.Error(copy.copy(exc)))
+        if raise_here:
+            raise exc

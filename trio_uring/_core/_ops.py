@@ -1,0 +1,219 @@
+"""The op layer: a trio task awaits an io_uring op; its completion reschedules the task.
+
+Shared by both ways into trio (the IO manager of ``trio_uring.run`` and the driver task
+inside a plain ``trio.run``); they differ only in who calls ``Ring.enter`` and when.
+
+Cancellation follows trio's Windows IOCP rule (``wait_overlapped``):
+
+* an op whose SQE the kernel has not seen yet is turned into an ignored NOP and the abort
+  returns ``Abort.SUCCEEDED``;
+* an op in flight gets ``IORING_OP_ASYNC_CANCEL``, the abort returns ``Abort.FAILED`` and
+  the task waits for the op's own final completion: ``-ECANCELED`` raises ``Cancelled``
+  (the op had no effect), a success is delivered (received bytes or an accepted fd are
+  never lost) and the cancellation lands at the next checkpoint.
+
+Closing an fd through :meth:`OpDriver.close_fd_ops` cancels its in-flight ops and makes
+their waiters raise ``trio.ClosedResourceError``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import outcome
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+from ._errors import kernel_error
+from ._ring import CQE_F_MORE, Batch, Ring
+
+__all__ = ["MultishotOp", "Op", "OpDriver"]
+
+_CANCELLED = (-_errno.ECANCELED, -_errno.EINTR)
+
+
+class Op:
+    """One single-shot op: the task waiting for it and what must live until its CQE."""
+
+    __slots__ = ("closed", "fd", "gen", "keep", "raise_cancel", "slot", "task", "ud")
+
+    def __init__(self, ud: int, task: Task | None, fd: int, keep: Any) -> None:
+        self.ud = ud
+        self.task = task
+        self.fd = fd
+        self.keep = keep
+        self.slot = -1
+        self.gen = -1
+        self.raise_cancel: Callable[[], Any] | None = None
+        self.closed = False
+
+    def abandon(self) -> None:
+        """Nobody will wait for this op any more; its CQE only frees the user_data."""
+        self.task = None
+
+    def complete(self, res: int, flags: int) -> None:
+        task = self.task
+        if task is None:  # abandoned: nobody waits, the CQE only frees the user_data
+            return
+        self.task = None
+        if res in _CANCELLED and self.closed:
+            reschedule(task, outcome.Error(trio.ClosedResourceError("another task closed this fd")))
+        elif res in _CANCELLED and self.raise_cancel is not None:
+            reschedule(task, outcome.capture(self.raise_cancel))
+        else:
+            reschedule(task, outcome.Value(res))
+
+
+class MultishotOp(Op):
+    """An op that completes many times; every CQE goes to ``on_cqe(res, flags)``."""
+
+    __slots__ = ("on_cqe",)
+
+    def __init__(self, ud: int, fd: int, keep: Any, on_cqe: Callable[[int, int], None]) -> None:
+        super().__init__(ud, None, fd, keep)
+        self.on_cqe = on_cqe
+
+    def abandon(self) -> None:
+        self.on_cqe = _ignore
+
+    def complete(self, res: int, flags: int) -> None:
+        self.on_cqe(res, flags)
+
+
+def _ignore(res: int, flags: int) -> None:
+    pass
+
+
+class OpDriver:
+    """Submits ops on one ring for one trio run and dispatches their completions."""
+
+    def __init__(self, ring: Ring, on_queued: Callable[[], None] | None = None) -> None:
+        self.ring = ring
+        self._ids = itertools.count(1)
+        #: Called when an SQE was queued (the plain-trio driver uses it to request a flush).
+        self._on_queued = on_queued
+        self.closed = False
+
+    def new_ud(self) -> int:
+        return next(self._ids)
+
+    # ---- dispatch --------------------------------------------------------------------------
+    def dispatch(self, batch: Batch) -> None:
+        """Hand each completion of ``batch`` to its op; one pass, no per-CQE allocation."""
+        inflight = self.ring.inflight
+        for ud, res, fl in zip(batch.user_data, batch.res, batch.flags):
+            op = inflight.get(ud)
+            if op is None:
+                continue  # cancel requests and ops dropped before submission
+            if not fl & CQE_F_MORE:
+                del inflight[ud]
+            op.complete(res, fl)
+
+    # ---- single-shot ops ------------------------------------------------------------------
+    async def perform(self, name: str, prep: Callable[..., int], *args: Any,
+                      fd: int = -1, keep: Any = None) -> int:
+        """Queue ``prep(*args, ud)``, wait for its completion, return ``res`` (>= 0).
+
+        A negative result raises ``OSError`` naming ``name``. Starts with a cancellation
+        check, so a cancelled task never issues the op.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        res: int = await self.start(prep, *args, fd=fd, keep=keep)
+        if res < 0:
+            raise kernel_error(res, name)
+        return res
+
+    async def start(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None) -> int:
+        """Like :meth:`perform` without the initial checkpoint and the error mapping."""
+        if self.closed:
+            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
+        ring = self.ring
+        ud = next(self._ids)
+        op = Op(ud, current_task(), fd, keep)
+        op.slot = prep(*args, ud)
+        op.gen = ring.submit_generation
+        ring.inflight[ud] = op
+        if self._on_queued is not None:
+            self._on_queued()
+
+        def abort(raise_cancel: Callable[[], Any]) -> Abort:
+            if ring.closed:
+                return Abort.SUCCEEDED
+            if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
+                del ring.inflight[ud]
+                return Abort.SUCCEEDED
+            op.raise_cancel = raise_cancel
+            ring.prep_cancel(ud)
+            if self._on_queued is not None:
+                self._on_queued()
+            return Abort.FAILED
+
+        return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
+
+    # ---- multishot ops ----------------------------------------------------------------------
+    def start_multishot(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None,
+                        on_cqe: Callable[[int, int], None]) -> MultishotOp:
+        """Start an op that completes many times; each CQE calls ``on_cqe(res, flags)``.
+
+        The final CQE (no ``IORING_CQE_F_MORE``) also goes to ``on_cqe``; cancel with
+        :meth:`cancel`.
+        """
+        if self.closed:
+            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
+        ud = next(self._ids)
+        op = MultishotOp(ud, fd, keep, on_cqe)
+        op.slot = prep(*args, ud)
+        op.gen = self.ring.submit_generation
+        self.ring.inflight[ud] = op
+        if self._on_queued is not None:
+            self._on_queued()
+        return op
+
+    def cancel(self, op: Op) -> None:
+        """Ask the kernel to cancel ``op``; its final CQE still arrives (with -ECANCELED)."""
+        ring = self.ring
+        if ring.closed or op.ud not in ring.inflight:
+            return
+        ring.prep_cancel(op.ud)
+        if self._on_queued is not None:
+            self._on_queued()
+
+    def close_fd_ops(self, fd: int) -> int:
+        """Cancel every op on ``fd``; waiters raise ``ClosedResourceError``. Returns how many."""
+        ring = self.ring
+        if ring.closed:
+            return 0
+        hit = 0
+        for op in ring.inflight.values():
+            if op.fd == fd and not op.closed:
+                op.closed = True
+                hit += 1
+        if hit:
+            ring.prep_cancel_fd(fd)
+            if self._on_queued is not None:
+                self._on_queued()
+        return hit
+
+    def close(self, *, abandon: bool = False) -> None:
+        """Cancel and drain everything, then close the ring.
+
+        Waiters get ``ClosedResourceError``; with ``abandon`` (the run is already over, no
+        task can be rescheduled) nobody is woken.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        ring = self.ring
+        for op in ring.inflight.values():
+            op.closed = True
+            if abandon:
+                op.abandon()
+        if not ring.closed:
+            ring.drain(on_batch=self.dispatch)
+            leftover = list(ring.inflight.values())
+            ring.close()
+            for op in leftover:
+                op.complete(-_errno.ECANCELED, 0)

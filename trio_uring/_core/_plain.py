@@ -1,0 +1,87 @@
+"""io_uring ops inside a plain ``trio.run`` (pytest-trio, guest mode, libraries): public API only.
+
+The first op of a run creates a ring for that run (found again through a ``RunVar``), a
+system task that sleeps in ``trio.lowlevel.wait_readable(ring_fd)`` and reaps whole
+batches, and an instrument whose ``before_io_wait`` hands every SQE queued during the
+scheduler pass to the kernel in one ``io_uring_enter``. Under ``trio_uring.run`` the IO
+manager's own ring is used instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import trio
+from trio.lowlevel import RunVar
+
+from ._io_manager import UringIOManager
+from ._ops import OpDriver
+from ._ring import Ring
+
+__all__ = ["current_driver"]
+
+_DRIVER: RunVar[OpDriver] = RunVar("trio_uring_driver")
+log = logging.getLogger("trio_uring")
+
+
+def _io_manager_of_this_run() -> UringIOManager | None:
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT  # noqa: PLC0415 - private, best effort
+
+        mgr = GLOBAL_RUN_CONTEXT.runner.io_manager
+    except (ImportError, AttributeError):
+        return None
+    return mgr if isinstance(mgr, UringIOManager) else None
+
+
+def current_driver() -> OpDriver:
+    """The op driver of the current trio run, created on first use."""
+    try:
+        return _DRIVER.get()
+    except LookupError:
+        pass
+    mgr = _io_manager_of_this_run()
+    driver = mgr.driver if mgr is not None else _PlainDriver().driver
+    _DRIVER.set(driver)
+    return driver
+
+
+class _PlainDriver(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.ring = Ring()
+        self.driver = OpDriver(self.ring, on_queued=self._queued)
+        self._flush = False
+        trio.lowlevel.add_instrument(self)
+        trio.lowlevel.spawn_system_task(self._reap_forever, name="trio_uring.driver")
+
+    def _queued(self) -> None:
+        self._flush = True
+
+    def before_io_wait(self, timeout: float) -> None:
+        # One submit per scheduler pass. An instrument that raises is silently removed by
+        # trio, so this must never raise.
+        if self._flush:
+            self._flush = False
+            try:
+                self.ring.submit()
+            except Exception:
+                log.exception("trio_uring: submitting queued io_uring ops failed")
+
+    async def _reap_forever(self) -> None:
+        ring, dispatch = self.ring, self.driver.dispatch
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(ring.fd)
+                while True:
+                    batch = ring.enter(0, 0)
+                    dispatch(batch)
+                    if len(batch.user_data) < ring._batch:
+                        break
+        finally:
+            # The run is ending (the system nursery is cancelled after the main task):
+            # cancel and drain what is left, then release the ring.
+            with contextlib.suppress(KeyError):
+                trio.lowlevel.remove_instrument(self)
+            trio.lowlevel.notify_closing(ring.fd)
+            self.driver.close()

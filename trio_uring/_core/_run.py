@@ -1,0 +1,91 @@
+"""``trio_uring.run``: trio's own run loop with ``UringIOManager`` installed for that run.
+
+trio chooses its IO manager by calling the module global ``trio._core._run.TheIOManager``
+once, in ``setup_runner``. We rebind it to a factory that restores the original binding
+as soon as it is called, so the swap affects exactly one run, and restore it in any case
+when ``trio.run`` returns or raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import trio
+import trio._core._run as _trio_run
+
+from ._compat import check_trio_version
+from ._errors import UringUnavailable
+from ._io_manager import UringIOManager
+
+__all__ = ["backend", "install_io_manager", "run"]
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _swap_io_manager(factory: Callable[[], Any]) -> Iterator[None]:
+    original = _trio_run.TheIOManager  # type: ignore[attr-defined,assignment,unused-ignore]
+    _trio_run.TheIOManager = factory  # type: ignore[attr-defined,assignment,unused-ignore]
+    try:
+        yield
+    finally:
+        _trio_run.TheIOManager = original  # type: ignore[attr-defined,assignment,unused-ignore]
+
+
+def run(
+    async_fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    fallback: bool = False,
+    entries: int = 256,
+    **trio_run_kwargs: Any,
+) -> T:
+    """Run ``async_fn(*args)`` like ``trio.run``, with an io_uring IO manager.
+
+    ``trio_run_kwargs`` go to ``trio.run`` (``clock``, ``instruments``,
+    ``strict_exception_groups``, ...). If io_uring cannot be used, raises
+    :class:`UringUnavailable`; with ``fallback=True`` it warns and runs on stock trio
+    instead (``trio_uring.backend()`` then tells which one is running).
+    """
+    check_trio_version()
+    try:
+        manager = UringIOManager(entries)
+    except UringUnavailable as exc:
+        if not fallback:
+            raise
+        warnings.warn(f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning, stacklevel=2)
+        return trio.run(async_fn, *args, **trio_run_kwargs)
+    used = False
+    original = _trio_run.TheIOManager  # type: ignore[attr-defined,assignment,unused-ignore]
+
+    def factory() -> UringIOManager:
+        nonlocal used
+        _trio_run.TheIOManager = original  # type: ignore[attr-defined,assignment,unused-ignore]
+        used = True
+        return manager
+
+    try:
+        with _swap_io_manager(factory):
+            return trio.run(async_fn, *args, **trio_run_kwargs)
+    finally:
+        if not used:
+            manager.close()
+
+
+@contextlib.contextmanager
+def install_io_manager() -> Iterator[None]:
+    """Make every ``trio.run`` (and guest run) started inside the block use io_uring.
+
+    For test suites and tools: e.g. in a ``conftest.py`` so that pytest-trio's runs, and
+    trio's own tests, run on ``UringIOManager``. Process-global while active.
+    """
+    check_trio_version()
+    with _swap_io_manager(UringIOManager):
+        yield
+
+
+def backend() -> str:
+    """The IO backend of the current run: ``"io_uring"``, or stock trio's (``"epoll"``, ...)."""
+    return str(trio.lowlevel.current_statistics().io_statistics.backend)

@@ -32,6 +32,11 @@ unsigned long long tu_ring_enter_calls(tu_ring *r);
 int tu_enter(tu_ring *r, unsigned wait_nr, long long timeout_ns, unsigned max,
              uint64_t *ud, int32_t *res, uint32_t *flags, uint64_t *big);
 int tu_submit(tu_ring *r);
+/* Completions (or deferred work that will produce them) wait to be reaped. No syscall. */
+int tu_ring_has_work(tu_ring *r);
+/* The kernel signals `fd` when completions are posted and, with DEFER_TASKRUN, when
+ * deferred work is queued: what a waiter outside io_uring_enter can poll. */
+int tu_register_eventfd(tu_ring *r, int fd);
 int tu_sqe_to_nop(tu_ring *r, int slot, uint64_t ud);
 
 /* ---- SQE preparation --------------------------------------------------------------- */

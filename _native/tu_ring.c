@@ -245,3 +245,15 @@ int tu_register_raw(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args)
 {
     return io_uring_register(r->ring.ring_fd, opcode, arg, nr_args);
 }
+
+int tu_register_eventfd(tu_ring *r, int fd)
+{
+    return io_uring_register_eventfd(&r->ring, fd);
+}
+
+int tu_ring_has_work(tu_ring *r)
+{
+    struct io_uring *ring = &r->ring;
+    unsigned sqflags = IO_URING_READ_ONCE(*ring->sq.kflags);
+    return io_uring_cq_ready(ring) > 0 || (sqflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+}

@@ -104,6 +104,10 @@ class UringIOManager:
         self._epoll = select.epoll()
         self._closing = False
         self._wakeup_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # Signalled by the kernel on completions and deferred work: what a guest-mode
+        # worker thread polls (the ring fd does not wake on deferred work).
+        self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.ring.register_eventfd(self._notify_fd)
         self._poll_multi = functools.partial(self.ring.prep_poll, multishot=True)
         self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
         self._epoll_op = self._arm(self._epoll.fileno(), self._on_epoll)
@@ -129,8 +133,13 @@ class UringIOManager:
         self.driver.dispatch(events)
 
     def _wait_from_foreign_thread(self, timeout: float) -> Batch | None:
+        # Only reads here: the host thread owns submission and reaping (SINGLE_ISSUER).
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._notify_fd)
+        if self.ring.has_work() or self.ring.sq_pending:
+            return _REAP
         p = select.poll()
-        p.register(self.ring.fd, select.POLLIN)
+        p.register(self._notify_fd, select.POLLIN)
         p.register(self._wakeup_fd, select.POLLIN)
         return _REAP if p.poll(max(0, int(timeout * 1000 + 0.999))) else None
 
@@ -160,6 +169,7 @@ class UringIOManager:
         self.driver.close(abandon=True)
         self._epoll.close()
         os.close(self._wakeup_fd)
+        os.close(self._notify_fd)
 
     # ---- readiness for any fd -----------------------------------------------------------------
     async def wait_readable(self, fd: int | Any) -> None:

@@ -102,15 +102,27 @@ class OpDriver:
 
     # ---- dispatch --------------------------------------------------------------------------
     def dispatch(self, batch: Batch) -> None:
-        """Hand each completion of ``batch`` to its op; one pass, no per-CQE allocation."""
+        """Hand each completion of ``batch`` to its op; one pass, no per-CQE allocation.
+
+        A completion callback that raises does not stop the others in the batch from being
+        delivered; the first error is re-raised afterwards (trio then reports it as an
+        internal error of the run, which is what it is).
+        """
         inflight = self.ring.inflight
+        error: BaseException | None = None
         for ud, res, fl in zip(batch.user_data, batch.res, batch.flags):
             op = inflight.get(ud)
             if op is None:
                 continue  # cancel requests and ops dropped before submission
             if not fl & CQE_F_MORE:
                 del inflight[ud]
-            op.complete(res, fl)
+            try:
+                op.complete(res, fl)
+            except BaseException as exc:
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
 
     # ---- single-shot ops ------------------------------------------------------------------
     async def perform(self, name: str, prep: Callable[..., int], *args: Any,

@@ -1,8 +1,9 @@
 """io_uring ops inside a plain ``trio.run`` (pytest-trio, guest mode, libraries): public API only.
 
 The first op of a run creates a ring for that run (found again through a ``RunVar``), a
-system task that sleeps in ``trio.lowlevel.wait_readable(ring_fd)`` and reaps whole
-batches, and an instrument whose ``before_io_wait`` hands every SQE queued during the
+system task that sleeps in ``trio.lowlevel.wait_readable`` on an eventfd registered with
+the ring and reaps whole batches (the ring fd itself is not woken by deferred completions
+under DEFER_TASKRUN), and an instrument whose ``before_io_wait`` hands every SQE queued during the
 scheduler pass to the kernel in one ``io_uring_enter``. Under ``trio_uring.run`` the IO
 manager's own ring is used instead.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 
 import trio
 from trio.lowlevel import RunVar
@@ -50,6 +52,13 @@ def current_driver() -> OpDriver:
 class _PlainDriver(trio.abc.Instrument):
     def __init__(self) -> None:
         self.ring = Ring()
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            self.ring.register_eventfd(self._efd)
+        except BaseException:
+            os.close(self._efd)
+            self.ring.close()
+            raise
         self.driver = OpDriver(self.ring, on_queued=self._queued)
         self._flush = False
         trio.lowlevel.add_instrument(self)
@@ -69,19 +78,23 @@ class _PlainDriver(trio.abc.Instrument):
                 log.exception("trio_uring: submitting queued io_uring ops failed")
 
     async def _reap_forever(self) -> None:
-        ring, dispatch = self.ring, self.driver.dispatch
+        ring, dispatch, efd = self.ring, self.driver.dispatch, self._efd
         try:
             while True:
-                await trio.lowlevel.wait_readable(ring.fd)
-                while True:
-                    batch = ring.enter(0, 0)
-                    dispatch(batch)
-                    if len(batch.user_data) < ring._batch:
-                        break
+                # Reaping posts CQEs, which signals the eventfd again: drain it only after
+                # reaping, then look once more (in userspace) before sleeping, so nothing
+                # that arrived in between is missed.
+                while ring.has_work():
+                    dispatch(ring.enter(0, 0))
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(efd)
+                if not ring.has_work():
+                    await trio.lowlevel.wait_readable(efd)
         finally:
             # The run is ending (the system nursery is cancelled after the main task):
             # cancel and drain what is left, then release the ring.
             with contextlib.suppress(KeyError):
                 trio.lowlevel.remove_instrument(self)
-            trio.lowlevel.notify_closing(ring.fd)
+            trio.lowlevel.notify_closing(efd)
             self.driver.close()
+            os.close(efd)

@@ -284,6 +284,21 @@ class Ring:
         """Turn a queued, unsubmitted SQE into a NOP whose CQE is ignored."""
         return bool(lib.tu_sqe_to_nop(self._p(), slot, 0) == 0)
 
+    def has_work(self) -> bool:
+        """Completions, or deferred work that will produce them, are waiting (no syscall)."""
+        return bool(lib.tu_ring_has_work(self._p()))
+
+    def register_eventfd(self, fd: int) -> None:
+        """Have the kernel signal ``fd`` whenever completions or deferred work arrive.
+
+        Needed by anyone who waits *outside* ``io_uring_enter`` (epoll, poll): with
+        DEFER_TASKRUN, deferred completions wake a registered eventfd but not pollers of
+        the ring fd (measured on 6.18).
+        """
+        ret = lib.tu_register_eventfd(self._p(), fd)
+        if ret < 0:
+            raise kernel_error(ret, "IORING_REGISTER_EVENTFD")
+
     def enter(self, wait_nr: int = 0, timeout: float | None = None) -> Batch:
         """Submit everything queued, wait for ``wait_nr`` CQEs or ``timeout`` seconds, reap.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import queue
 import select
 import socket
 from collections.abc import Callable, Iterator
@@ -286,3 +287,31 @@ def test_a_raising_completion_callback_fails_the_run_loudly(run: Runner) -> None
     assert any(isinstance(e, ZeroDivisionError) for e in _chain(info.value))
     del info
     gc.collect()  # collect the abandoned run here, under this test's warning filter
+
+
+def test_ops_inside_a_guest_run_on_stock_trio() -> None:
+    todo: queue.Queue[Callable[[], Any]] = queue.Queue()
+    result: list[Any] = []
+
+    async def main() -> bytes:
+        assert trio_uring.backend() == "epoll"
+        a, b = socket.socketpair()
+        with a, b:
+            buf = bytearray(8)
+            async with trio.open_nursery() as n:
+
+                async def later() -> None:
+                    await trio.sleep(0.05)
+                    await ll.send(b, b"guest")
+
+                n.start_soon(later)
+                got = await ll.recv_into(a, buf)
+            return bytes(buf[:got])
+
+    trio.lowlevel.start_guest_run(
+        main, run_sync_soon_threadsafe=todo.put, done_callback=result.append,
+        host_uses_signal_set_wakeup_fd=False,
+    )
+    while not result:
+        todo.get(timeout=10)()
+    assert result[0].unwrap() == b"guest"

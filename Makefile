@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest trio-suite clean
+.PHONY: setup demo test lint typecheck pytest trio-suite trio-oldest clean
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -37,7 +37,20 @@ pytest: setup
 trio-suite: setup
 	$(BIN)/python -m pytest -c tests/trio_suite/pytest.ini --rootdir . -q --pyargs $(TRIO_SUITE)
 
-test: lint typecheck pytest trio-suite
+# The oldest trio of the supported range: our suite and trio's, on trio 0.30.
+OLDEST_TRIO := 0.30.0
+VENV_OLD := .venv-trio-oldest
+$(VENV_OLD)/.stamp: $(STAMP)
+	test -x $(VENV_OLD)/bin/python || $(PY) -m venv $(VENV_OLD)
+	$(VENV_OLD)/bin/python -m pip install -q --upgrade pip
+	$(VENV_OLD)/bin/python -m pip install -q 'trio==$(OLDEST_TRIO)' -e '.[test]'
+	touch $@
+
+trio-oldest: $(VENV_OLD)/.stamp
+	$(VENV_OLD)/bin/python -m pytest -q tests/core
+	$(VENV_OLD)/bin/python -m pytest -c tests/trio_suite/pytest.ini --rootdir . -q --pyargs $(TRIO_SUITE)
+
+test: lint typecheck pytest trio-suite trio-oldest
 
 clean:
-	rm -rf $(VENV) build *.egg-info trio_uring/_native*.so trio_uring/_native.c
+	rm -rf $(VENV) $(VENV_OLD) build *.egg-info trio_uring/_native*.so trio_uring/_native.c

@@ -27,7 +27,7 @@ def _counting_init(self: _io_manager.UringIOManager, *args: object, **kwargs: ob
 #: trio tests whose expectations legitimately differ under io_uring (also listed in the
 #: README). Marked strict xfail: if one starts passing, the run fails and the entry goes.
 KNOWN_DIFFERENCES = {
-    "test_io.py::test_io_manager_statistics": (
+    ("test_io.py", "test_io_manager_statistics"): (
         "asserts the backend name is epoll, windows or kqueue; ours reports io_uring "
         "(its reader/writer counts are checked in tests/integration/test_io_manager.py)"
     ),
@@ -36,9 +36,9 @@ KNOWN_DIFFERENCES = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        for key, reason in KNOWN_DIFFERENCES.items():
-            if item.nodeid.endswith(key):
-                item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        reason = KNOWN_DIFFERENCES.get((item.path.name, item.name))
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,10 +3,22 @@
 The public API is re-exported here and only here; everything else is private.
 """
 
-from . import lowlevel
+from . import lowlevel, socket
 from ._core._errors import RingClosedError, UringUnavailable
 from ._core._probe import ProbeReport, probe
 from ._core._run import backend, run
+from ._net._socket import install_socket_factory
+from ._net._stream import (
+    UringSocketListener,
+    UringSocketStream,
+    open_tcp_listeners,
+    open_tcp_stream,
+    serve_tcp,
+)
 
-__all__ = ["ProbeReport", "RingClosedError", "UringUnavailable", "backend", "lowlevel", "probe", "run"]
+__all__ = [
+    "ProbeReport", "RingClosedError", "UringSocketListener", "UringSocketStream", "UringUnavailable",
+    "backend", "install_socket_factory", "lowlevel", "open_tcp_listeners", "open_tcp_stream", "probe",
+    "run", "serve_tcp", "socket",
+]
 __version__ = "0.1.0"

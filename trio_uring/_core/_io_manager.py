@@ -120,6 +120,8 @@ class UringIOManager:
         """Submit, wait up to ``timeout``, reap. Falsy only if nothing happened."""
         if threading.get_ident() != self._owner:
             return self._wait_from_foreign_thread(timeout)
+        for hook in self.driver.pre_enter:
+            hook()
         batch = self.ring.enter(1, timeout)
         if batch.user_data or batch is INTERRUPTED:
             return batch
@@ -129,6 +131,8 @@ class UringIOManager:
         if not events:
             return
         if events is _REAP:
+            for hook in self.driver.pre_enter:
+                hook()
             events = self.ring.enter(0, 0)
         self.driver.dispatch(events)
 

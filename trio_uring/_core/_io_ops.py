@@ -34,7 +34,10 @@ async def recv_into(fd: FdLike, buf: Any, nbytes: int | None = None, flags: int 
     cbuf = writable_cbuf(buf)
     d = current_driver()
     prep = functools.partial(d.ring.prep_recv, nbytes=nbytes, flags=flags)
-    return await d.perform("recv", prep, n, cbuf, fd=n, keep=cbuf)
+    try:
+        return await d.perform("recv", prep, n, cbuf, fd=n, keep=cbuf)
+    finally:
+        ffi.release(cbuf)  # the op is over (done, or never seen by the kernel): unpin buf
 
 
 async def send(fd: FdLike, data: Any, flags: int = 0) -> int:
@@ -43,7 +46,10 @@ async def send(fd: FdLike, data: Any, flags: int = 0) -> int:
     cbuf = readable_cbuf(data)
     d = current_driver()
     prep = functools.partial(d.ring.prep_send, flags=flags | socket.MSG_NOSIGNAL)
-    return await d.perform("send", prep, n, cbuf, len(cbuf), fd=n, keep=cbuf)
+    try:
+        return await d.perform("send", prep, n, cbuf, len(cbuf), fd=n, keep=cbuf)
+    finally:
+        ffi.release(cbuf)
 
 
 async def accept(fd: FdLike) -> tuple[int, Any]:

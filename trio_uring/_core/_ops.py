@@ -95,6 +95,9 @@ class OpDriver:
         self._ids = itertools.count(1)
         #: Called when an SQE was queued (the plain-trio driver uses it to request a flush).
         self._on_queued = on_queued
+        #: Called by whoever enters the ring, just before: batched work such as buffer
+        #: recycling that should reach the kernel with the next submission.
+        self.pre_enter: list[Callable[[], None]] = []
         self.closed = False
 
     def new_ud(self) -> int:
@@ -194,7 +197,12 @@ class OpDriver:
             self._on_queued()
 
     def close_fd_ops(self, fd: int) -> int:
-        """Cancel every op on ``fd``; waiters raise ``ClosedResourceError``. Returns how many."""
+        """Cancel every op on ``fd``; waiters raise ``ClosedResourceError``. Returns how many.
+
+        Cancels by user_data, not with ``IORING_ASYNC_CANCEL_FD``: the caller usually closes
+        the fd right after, and a cancel-by-fd issued after that would fail with EBADF
+        while the ops (holding their own file reference) went on forever.
+        """
         ring = self.ring
         if ring.closed:
             return 0
@@ -202,11 +210,10 @@ class OpDriver:
         for op in ring.inflight.values():
             if op.fd == fd and not op.closed:
                 op.closed = True
+                ring.prep_cancel(op.ud)
                 hit += 1
-        if hit:
-            ring.prep_cancel_fd(fd)
-            if self._on_queued is not None:
-                self._on_queued()
+        if hit and self._on_queued is not None:
+            self._on_queued()
         return hit
 
     def close(self, *, abandon: bool = False) -> None:

@@ -70,12 +70,14 @@ class _PlainDriver(trio.abc.Instrument):
     def before_io_wait(self, timeout: float) -> None:
         # One submit per scheduler pass. An instrument that raises is silently removed by
         # trio, so this must never raise.
-        if self._flush:
-            self._flush = False
-            try:
+        try:
+            for hook in self.driver.pre_enter:
+                hook()
+            if self._flush:
+                self._flush = False
                 self.ring.submit()
-            except Exception:
-                log.exception("trio_uring: submitting queued io_uring ops failed")
+        except Exception:
+            log.exception("trio_uring: submitting queued io_uring ops failed")
 
     async def _reap_forever(self) -> None:
         ring, dispatch, efd = self.ring, self.driver.dispatch, self._efd

@@ -1,0 +1,1 @@
+"""io_uring sockets, streams, listeners and servers for trio."""

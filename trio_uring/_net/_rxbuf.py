@@ -1,0 +1,250 @@
+"""Stream receive path: multishot recv into the run's shared provided-buffer ring.
+
+The kernel writes each socket's data into buffers of one buffer group per ring; a
+completion becomes a chunk ``(bid, offset, length)`` queued on the socket's
+:class:`StreamReceiver`, so by the time a task asks for data it usually sits in user
+memory already, and it is copied exactly once (into the ``bytes`` handed out).
+
+Buffers go back to the kernel in batches (once per scheduler pass). With incremental
+consumption several chunks — of any socket — share one buffer, so a buffer is recycled
+when its last chunk was consumed *and* the kernel said it is done with it.
+
+Backpressure: a socket whose unread data exceeds ``max_pending`` stops receiving (its
+multishot op is cancelled; TCP flow control holds the rest in the kernel) until its
+consumer catches up. When the ring runs dry (``ENOBUFS``), receives are re-armed as
+buffers come back. Nothing is dropped and no error reaches the user.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from collections import deque
+from typing import Any
+
+import trio
+from trio.lowlevel import Abort, RunVar, Task, current_task, reschedule, wait_task_rescheduled
+
+from .._core._bufring import BufferRing
+from .._core._ops import MultishotOp, OpDriver
+from .._core._plain import current_driver
+from .._core._ring import CQE_F_MORE
+
+__all__ = ["BufferPool", "StreamReceiver", "buffer_pool", "configure_receive_buffers"]
+
+DEFAULT_ENTRIES = 512
+DEFAULT_BUF_SIZE = 32 * 1024
+DEFAULT_MAX_PENDING = 256 * 1024
+
+_POOL: RunVar[BufferPool] = RunVar("trio_uring_rx_pool")
+_CONFIG: RunVar[tuple[int, int]] = RunVar("trio_uring_rx_config", default=(DEFAULT_ENTRIES, DEFAULT_BUF_SIZE))
+
+
+def configure_receive_buffers(entries: int = DEFAULT_ENTRIES, buf_size: int = DEFAULT_BUF_SIZE) -> None:
+    """Size this run's shared receive buffer ring (``entries`` buffers of ``buf_size``).
+
+    Call before the first socket receive of the run; afterwards the ring exists and this
+    raises ``RuntimeError``.
+    """
+    if entries <= 0 or entries & (entries - 1) or entries > 32768:
+        raise ValueError(f"entries must be a power of two up to 32768, got {entries}")
+    if buf_size < 256:
+        raise ValueError(f"buf_size must be at least 256 bytes, got {buf_size}")
+    try:
+        _POOL.get()
+    except LookupError:
+        _CONFIG.set((entries, buf_size))
+        return
+    raise RuntimeError("the receive buffers of this run are already in use; configure them earlier")
+
+
+def buffer_pool() -> BufferPool:
+    try:
+        return _POOL.get()
+    except LookupError:
+        pass
+    entries, size = _CONFIG.get()
+    pool = BufferPool(current_driver(), entries, size)
+    _POOL.set(pool)
+    return pool
+
+
+class BufferPool:
+    """The run's buffer group for stream receives, with batched recycling."""
+
+    def __init__(self, driver: OpDriver, entries: int, buf_size: int) -> None:
+        self.driver = driver
+        self.bufs = BufferRing(driver.ring, entries=entries, buf_size=buf_size, incremental=None)
+        self.mem = self.bufs.memory
+        self.size = buf_size
+        self._refs = [0] * entries  # chunks handed out and not yet consumed
+        self._held = [False] * entries  # the kernel may still append to this buffer (INC)
+        self._recycle: list[int] = []
+        self.starved: set[StreamReceiver] = set()
+        driver.pre_enter.append(self.flush)
+
+    def chunk(self, res: int, flags: int) -> tuple[int, int]:
+        """Account for one data CQE; returns ``(bid, offset)`` of its bytes."""
+        bid, off, last = self.bufs.take(res, flags)
+        self._refs[bid] += 1
+        self._held[bid] = not last
+        return bid, off
+
+    def release(self, bid: int) -> None:
+        refs = self._refs[bid] - 1
+        self._refs[bid] = refs
+        if refs == 0 and not self._held[bid]:
+            self._recycle.append(bid)
+
+    def flush(self) -> None:
+        """Give consumed buffers back (one native call), then re-arm starved receivers."""
+        if not self._recycle or self.bufs.closed:
+            return
+        self.bufs.recycle(self._recycle)
+        self._recycle.clear()
+        if self.starved:
+            starved, self.starved = self.starved, set()
+            for rx in starved:
+                rx.arm()
+
+
+class StreamReceiver:
+    """The receive side of one stream socket: a multishot recv and its queued chunks."""
+
+    __slots__ = (
+        "_busy", "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_task", "closed",
+        "max_pending",
+    )
+
+    def __init__(self, fd: int, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self._fd = fd
+        self._pool = buffer_pool()
+        self._chunks: deque[tuple[int, int, int]] = deque()
+        self._pending = 0
+        self._op: MultishotOp | None = None
+        self._task: Task | None = None
+        self._eof = False
+        self._error: OSError | None = None
+        self._busy = False
+        self.closed = False
+        self.max_pending = max_pending
+
+    # ---- kernel side ------------------------------------------------------------------------
+    def arm(self) -> None:
+        if self._op is not None or self._eof or self._error is not None or self.closed:
+            return
+        pool = self._pool
+        self._op = pool.driver.start_multishot(
+            pool.driver.ring.prep_recv_select, self._fd, pool.bufs.bgid, fd=self._fd, on_cqe=self._on_cqe
+        )
+
+    def _on_cqe(self, res: int, flags: int) -> None:
+        if res > 0:
+            bid, off = self._pool.chunk(res, flags)
+            if self.closed:
+                self._pool.release(bid)
+            else:
+                self._chunks.append((bid, off, res))
+                self._pending += res
+                if self._pending > self.max_pending and flags & CQE_F_MORE and self._op is not None:
+                    self._pool.driver.cancel(self._op)  # backpressure: stop until drained
+        if not flags & CQE_F_MORE:
+            self._op = None
+            if res == 0:
+                self._eof = True
+            elif res == -_errno.ENOBUFS:
+                if not self._chunks:
+                    self._pool.starved.add(self)  # others hold the buffers: wait for recycling
+            elif res < 0 and res != -_errno.ECANCELED:
+                self._error = OSError(-res, os.strerror(-res))
+            elif not self.closed and self._pending <= self.max_pending // 2:
+                # cancelled for backpressure and drained meanwhile, or the kernel ended the
+                # multishot on its own (e.g. CQ pressure): keep receiving
+                self.arm()
+        task = self._task
+        if task is not None and (self._chunks or self._eof or self._error is not None):
+            self._task = None
+            reschedule(task)
+
+    # ---- task side --------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return bool(self._chunks) or self._eof or self._error is not None
+
+    async def wait(self) -> None:
+        """Park until data, EOF or an error is there. Cancellation has no effect on data."""
+        self.arm()
+        if self.ready:
+            return
+        self._task = current_task()
+
+        def abort(_: Any) -> Abort:
+            self._task = None
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+        if self.closed:
+            raise trio.ClosedResourceError("another task closed this socket")
+
+    def take(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of queued data (b"" at EOF); raises a stored error."""
+        chunks = self._chunks
+        if not chunks:
+            if self._error is not None:
+                raise self._error
+            return b""
+        pool, mem, size = self._pool, self._pool.mem, self._pool.size
+        bid, off, ln = chunks[0]
+        if ln >= max_bytes:  # the common case: one chunk covers the request
+            start = bid * size + off
+            data = bytes(mem[start:start + max_bytes])
+            if ln == max_bytes:
+                chunks.popleft()
+                pool.release(bid)
+            else:
+                chunks[0] = (bid, off + max_bytes, ln - max_bytes)
+            self._pending -= max_bytes
+            self._resume()
+            return data
+        parts: list[memoryview] = []
+        need = max_bytes
+        while chunks and need:
+            bid, off, ln = chunks[0]
+            k = ln if ln <= need else need
+            start = bid * size + off
+            parts.append(mem[start:start + k])
+            if k == ln:
+                chunks.popleft()
+                pool.release(bid)
+            else:
+                chunks[0] = (bid, off + k, ln - k)
+            need -= k
+        data = b"".join(parts)
+        self._pending -= len(data)
+        self._resume()
+        return data
+
+    def take_into(self, buf: memoryview) -> int:
+        data = self.take(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def _resume(self) -> None:
+        if self._op is None and self._pending <= self.max_pending // 2:
+            self.arm()
+
+    def close(self) -> None:
+        """Stop receiving, give every buffer back, wake a waiting task (it raises Closed)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._pool.starved.discard(self)
+        if self._op is not None and not self._pool.driver.closed:
+            self._pool.driver.cancel(self._op)
+        for bid, _off, _ln in self._chunks:
+            self._pool.release(bid)
+        self._chunks.clear()
+        self._pending = 0
+        task, self._task = self._task, None
+        if task is not None:
+            reschedule(task)

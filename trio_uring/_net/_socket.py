@@ -1,0 +1,471 @@
+"""``UringSocket``: a ``trio.socket.SocketType`` whose I/O goes through io_uring.
+
+* Stream sockets receive through a multishot recv into the run's buffer ring
+  (:mod:`._rxbuf`): data is usually in user memory before anyone asks for it.
+* Listeners accept through a multishot accept; accepted fds wait in a bounded queue.
+* Sends try the non-blocking syscall first (one syscall, no ring round trip when the
+  socket has room, which is almost always) and fall back to an io_uring ``SEND`` that the
+  kernel completes when there is room.
+* ``connect`` is an io_uring ``CONNECT``. Datagram receives try the syscall and wait with
+  an io_uring poll.
+
+Every async method is a trio checkpoint, cancellation never loses data or accepted fds,
+and closing the socket from another task wakes blocked callers with
+``trio.ClosedResourceError``. Only public trio API is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import functools
+import os
+import select
+import socket as _stdlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import trio
+from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
+
+from .._core._ops import MultishotOp, OpDriver
+from .._core._plain import current_driver
+from .._core._ring import CQE_F_MORE, readable_cbuf
+from .._core._sockaddr import encode_sockaddr
+from .._native import ffi
+from ._rxbuf import StreamReceiver
+
+__all__ = ["UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "socket"]
+
+T = TypeVar("T")
+_ACCEPT_BACKLOG = 128
+_NOSIGNAL = _stdlib.MSG_NOSIGNAL
+
+
+class _Conflict:
+    """Raises BusyResourceError when two tasks use the same direction at once."""
+
+    __slots__ = ("_held", "_msg")
+
+    def __init__(self, msg: str) -> None:
+        self._msg = msg
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._msg)
+        self._held = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._held = False
+
+
+class _AcceptQueue:
+    """Fds accepted by a multishot accept, waiting for ``accept()`` calls."""
+
+    def __init__(self, driver: OpDriver, fd: int) -> None:
+        self.driver = driver
+        self.fd = fd
+        self.fds: deque[int] = deque()
+        self.error: OSError | None = None
+        self.op: MultishotOp | None = None
+        self.task: Task | None = None
+        self.closed = False
+
+    def arm(self) -> None:
+        if self.op is None and not self.closed and len(self.fds) < _ACCEPT_BACKLOG:
+            self.op = self.driver.start_multishot(
+                functools.partial(self.driver.ring.prep_accept, multishot=True), self.fd,
+                fd=self.fd, on_cqe=self._on_cqe)
+
+    def _on_cqe(self, res: int, flags: int) -> None:
+        if res >= 0:
+            if self.closed:
+                os.close(res)
+            else:
+                self.fds.append(res)
+                if len(self.fds) >= _ACCEPT_BACKLOG and flags & CQE_F_MORE and self.op is not None:
+                    self.driver.cancel(self.op)  # let the kernel backlog hold the rest
+        elif res not in (-_errno.ECANCELED, -_errno.EINTR):
+            self.error = OSError(-res, os.strerror(-res))
+        if not flags & CQE_F_MORE:
+            self.op = None
+            if res >= 0 or res == -_errno.ECANCELED:
+                self.arm()
+        if self.task is not None and (self.fds or self.error is not None):
+            task, self.task = self.task, None
+            reschedule(task)
+
+    async def get(self) -> int:
+        self.arm()
+        while not self.fds:
+            if self.error is not None:
+                err, self.error = self.error, None
+                raise err
+            self.task = current_task()
+
+            def abort(_: Any) -> Abort:
+                self.task = None
+                return Abort.SUCCEEDED
+
+            await wait_task_rescheduled(abort)
+            if self.closed:
+                raise trio.ClosedResourceError("another task closed this socket")
+            self.arm()
+        fd = self.fds.popleft()
+        if self.op is None:
+            self.arm()
+        return fd
+
+    def close(self) -> None:
+        self.closed = True
+        if self.op is not None and not self.driver.closed:
+            self.driver.cancel(self.op)
+        while self.fds:
+            os.close(self.fds.popleft())
+        if self.task is not None:
+            task, self.task = self.task, None
+            reschedule(task)
+
+
+class UringSocket(trio.socket.SocketType):
+    """A trio socket on io_uring. Create with :func:`socket` or :func:`from_stdlib_socket`."""
+
+    def __init__(self, sock: _stdlib.socket) -> None:
+        super().__init__()
+        if type(sock) is not _stdlib.socket:
+            raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
+        sock.setblocking(False)
+        self._sock = sock
+        self._did_shutdown_SHUT_WR = False
+        self._rx: StreamReceiver | None = None
+        self._acceptq: _AcceptQueue | None = None
+        self._recv_conflict = _Conflict("another task is already receiving on this socket")
+        self._is_stream = sock.type == _stdlib.SOCK_STREAM
+
+    # ---- plain forwarding -----------------------------------------------------------------
+    def detach(self) -> int:
+        self._stop_io()
+        return self._sock.detach()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
+        if buflen is None:
+            return self._sock.getsockopt(level, optname)
+        return self._sock.getsockopt(level, optname, buflen)
+
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
+        if optlen is None:
+            if value is None:
+                raise TypeError("invalid value for argument 'value', must not be None when "
+                                "specifying optlen")
+            self._sock.setsockopt(level, optname, value)
+        else:
+            if value is not None:
+                raise TypeError(f"invalid value for argument 'value': {value!r}, must be None "
+                                "when specifying optlen")
+            self._sock.setsockopt(level, optname, value, optlen)
+
+    def listen(self, backlog: int = min(_stdlib.SOMAXCONN, 128)) -> None:
+        self._sock.listen(backlog)
+
+    def get_inheritable(self) -> bool:
+        return self._sock.get_inheritable()
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        self._sock.set_inheritable(inheritable)
+
+    def __enter__(self) -> UringSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def family(self) -> _stdlib.AddressFamily:
+        return self._sock.family
+
+    @property
+    def type(self) -> _stdlib.SocketKind:
+        return self._sock.type
+
+    @property
+    def proto(self) -> int:
+        return self._sock.proto
+
+    @property
+    def did_shutdown_SHUT_WR(self) -> bool:
+        return self._did_shutdown_SHUT_WR
+
+    def __repr__(self) -> str:
+        return repr(self._sock).replace("socket.socket", "trio_uring.socket.UringSocket")
+
+    def dup(self) -> UringSocket:
+        return UringSocket(self._sock.dup())
+
+    def is_readable(self) -> bool:
+        if self._rx is not None and self._rx.ready:
+            return True
+        p = select.poll()
+        p.register(self._sock, select.POLLIN)
+        return bool(p.poll(0))
+
+    def shutdown(self, flag: int) -> None:
+        self._sock.shutdown(flag)
+        if flag in (_stdlib.SHUT_WR, _stdlib.SHUT_RDWR):
+            self._did_shutdown_SHUT_WR = True
+
+    def _stop_io(self) -> None:
+        """Cancel our kernel ops, return buffers, wake our waiters (ClosedResourceError)."""
+        rx, self._rx = self._rx, None
+        if rx is not None:
+            rx.close()
+        q, self._acceptq = self._acceptq, None
+        if q is not None:
+            q.close()
+        fd = self._sock.fileno()
+        if fd >= 0:
+            with contextlib.suppress(RuntimeError):  # outside a run nothing can be waiting
+                trio.lowlevel.notify_closing(fd)
+                current_driver().close_fd_ops(fd)
+
+    def close(self) -> None:
+        if self._sock.fileno() != -1:
+            self._stop_io()
+            self._sock.close()
+
+    # ---- address handling ------------------------------------------------------------------
+    async def _resolve(self, address: Any, *, local: bool) -> Any:
+        fam = self._sock.family
+        if fam == _stdlib.AF_UNIX:
+            return os.fspath(address) if not isinstance(address, bytes | str) else address
+        if not isinstance(address, tuple) or not 2 <= len(address) <= (4 if fam == _stdlib.AF_INET6 else 2):
+            raise ValueError(f"address should be a (host, port) tuple, not {address!r}")
+        host, port, *rest = address
+        if host == "<broadcast>":
+            host = "255.255.255.255"
+        flags = _stdlib.AI_PASSIVE if local else 0
+        if fam == _stdlib.AF_INET6 and not self._sock.getsockopt(_stdlib.IPPROTO_IPV6, _stdlib.IPV6_V6ONLY):
+            flags |= _stdlib.AI_V4MAPPED
+        if host == "":
+            host = None
+        gai = await trio.socket.getaddrinfo(host, port, fam, self._sock.type, self._sock.proto, flags)
+        normed = gai[0][-1]
+        if fam == _stdlib.AF_INET6 and rest:
+            normed = (normed[0], normed[1], *rest, *normed[2 + len(rest):])[:4]
+        return normed
+
+    async def bind(self, address: Any) -> None:
+        address = await self._resolve(address, local=True)
+        if self._sock.family == _stdlib.AF_UNIX and address and address[:1] not in ("\0", b"\0"):
+            await trio.to_thread.run_sync(self._sock.bind, address)
+            return
+        await trio.lowlevel.checkpoint()
+        self._sock.bind(address)
+
+    # ---- connect / accept ---------------------------------------------------------------------
+    async def connect(self, address: Any) -> None:
+        try:
+            address = await self._resolve(address, local=False)
+            d = current_driver()
+            sa, salen = encode_sockaddr(self._sock.family, address)
+            await trio.lowlevel.checkpoint_if_cancelled()
+            fd = self._sock.fileno()
+            res = await d.start(d.ring.prep_connect, fd, sa, salen, fd=fd, keep=sa)
+            if res < 0:
+                raise OSError(-res, f"Error connecting to {address!r}: {os.strerror(-res)}")
+        except trio.Cancelled:
+            # as trio does: a connect that was cancelled leaves the socket unusable
+            self.close()
+            raise
+
+    async def accept(self) -> tuple[UringSocket, Any]:
+        if self._acceptq is None:
+            if self._sock.fileno() == -1:
+                raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+            self._acceptq = _AcceptQueue(current_driver(), self._sock.fileno())
+        await trio.lowlevel.checkpoint_if_cancelled()
+        q = self._acceptq
+        if q.fds:
+            fd = q.fds.popleft()
+            q.arm()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            fd = await q.get()
+        sock = _stdlib.socket(fileno=fd)
+        try:
+            addr = sock.getpeername()
+        except OSError:
+            addr = None
+        return UringSocket(sock), addr
+
+    # ---- receive -----------------------------------------------------------------------------
+    def _receiver(self) -> StreamReceiver:
+        rx = self._rx
+        if rx is None:
+            fd = self._sock.fileno()
+            if fd == -1:
+                raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+            rx = self._rx = StreamReceiver(fd)
+        return rx
+
+    async def _stream_wait(self) -> StreamReceiver:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        rx = self._receiver()
+        if rx.ready:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await rx.wait()
+        return rx
+
+    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        if not self._is_stream or flags:
+            return await self._dgram(lambda: self._sock.recv(buflen, flags))
+        with self._recv_conflict:
+            if buflen < 0:
+                raise ValueError("negative buffersize in recv")
+            rx = await self._stream_wait()
+            return rx.take(buflen) if buflen else b""
+
+    async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0, /) -> int:
+        if not self._is_stream or flags:
+            return await self._dgram(lambda: self._sock.recv_into(buffer, nbytes, flags))
+        with self._recv_conflict:
+            view = memoryview(buffer).cast("B")
+            if nbytes:
+                view = view[:nbytes]
+            rx = await self._stream_wait()
+            return rx.take_into(view) if len(view) else 0
+
+    async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
+        return await self._dgram(lambda: self._sock.recvfrom(bufsize, flags))
+
+    async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0, /) -> tuple[int, Any]:
+        return await self._dgram(lambda: self._sock.recvfrom_into(buffer, nbytes, flags))
+
+    async def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /) -> Any:
+        return await self._dgram(lambda: self._sock.recvmsg(bufsize, ancbufsize, flags))
+
+    async def _dgram(self, fn: Callable[[], T]) -> T:
+        """Receive with the syscall; when nothing is there, wait with an io_uring poll."""
+        with self._recv_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                result = fn()
+            except BlockingIOError:
+                pass
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return result
+            d = current_driver()
+            while True:
+                fd = self._sock.fileno()
+                res = await d.start(d.ring.prep_poll, fd, select.POLLIN, fd=fd)
+                if res < 0:
+                    raise OSError(-res, os.strerror(-res))
+                try:
+                    return fn()
+                except BlockingIOError:
+                    pass
+
+    # ---- send ---------------------------------------------------------------------------------
+    async def send(self, data: Any, flags: int = 0, /) -> int:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            n = self._sock.send(data, flags | _NOSIGNAL)
+        except BlockingIOError:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return n
+        # Full: let the kernel finish it when there is room. A cancel that loses the race
+        # to the send returns the count (no data is lost or duplicated).
+        cbuf = readable_cbuf(data)
+        d = current_driver()
+        fd = self._sock.fileno()
+        prep = functools.partial(d.ring.prep_send, flags=flags | _NOSIGNAL)
+        try:
+            res = await d.start(prep, fd, cbuf, len(cbuf), fd=fd, keep=cbuf)
+        finally:
+            ffi.release(cbuf)  # the kernel is done with it either way: unpin the caller's buffer
+        if res < 0:
+            raise OSError(-res, os.strerror(-res))
+        return res
+
+    async def sendto(self, data: Any, *args: Any) -> int:
+        if len(args) == 1:
+            flags, address = 0, args[0]
+        elif len(args) == 2:
+            flags, address = args
+        else:
+            raise TypeError("sendto() takes 2 or 3 arguments")
+        address = await self._resolve(address, local=False)
+        return await self._send_retry(lambda: self._sock.sendto(data, flags | _NOSIGNAL, address))
+
+    async def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        if address is not None:
+            address = await self._resolve(address, local=False)
+        return await self._send_retry(
+            lambda: self._sock.sendmsg(buffers, ancdata, flags | _NOSIGNAL, address))
+
+    async def _send_retry(self, fn: Any) -> int:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                n: int = fn()
+            except BlockingIOError:
+                await self.wait_writable()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return n
+
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.wait_writable(self._sock)
+
+
+def from_stdlib_socket(sock: _stdlib.socket) -> UringSocket:
+    """Wrap an existing stdlib socket (it becomes non-blocking and owned by the result)."""
+    return UringSocket(sock)
+
+
+def socket(family: int = _stdlib.AF_INET, type: int = _stdlib.SOCK_STREAM, proto: int = 0,
+           fileno: int | None = None) -> UringSocket:
+    """Like ``trio.socket.socket``, returning a :class:`UringSocket`."""
+    if fileno is not None:
+        return UringSocket(_stdlib.socket(family, type, proto, fileno))
+    return UringSocket(_stdlib.socket(family, type, proto))
+
+
+class UringSocketFactory(trio.abc.SocketFactory):
+    """For ``trio.socket.set_custom_socket_factory``: every trio socket becomes a UringSocket."""
+
+    def socket(self, family: int | None = None, type: int | None = None, proto: int = 0) -> UringSocket:
+        return socket(_stdlib.AF_INET if family is None else family,
+                      _stdlib.SOCK_STREAM if type is None else type, proto)
+
+
+class install_socket_factory:
+    """For this run, make trio create io_uring sockets (``open_tcp_stream``, ``serve_tcp``...).
+
+    Takes effect at the call and lasts for the rest of the run; used as a context manager,
+    the previous factory comes back on exit.
+    """
+
+    def __init__(self) -> None:
+        self.factory = UringSocketFactory()
+        self._previous = trio.socket.set_custom_socket_factory(self.factory)
+
+    def __enter__(self) -> UringSocketFactory:
+        return self.factory
+
+    def __exit__(self, *exc: object) -> None:
+        trio.socket.set_custom_socket_factory(self._previous)

@@ -1,0 +1,170 @@
+"""``UringSocketStream`` and ``UringSocketListener``: trio streams over io_uring sockets.
+
+The stream reads straight from the socket's queued chunks (data the kernel already put in
+the run's buffer ring) and writes with the socket's direct-send-then-io_uring path; it
+adds no buffering of its own.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import socket as _stdlib
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import trio
+
+from ._socket import UringSocket, _Conflict, install_socket_factory
+
+__all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
+
+DEFAULT_RECEIVE_SIZE = 65536
+_CLOSED_ERRNOS = {_errno.EBADF, _errno.ENOTSOCK}
+
+
+@contextmanager
+def _stream_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _CLOSED_ERRNOS:
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+
+
+class UringSocketStream(trio.abc.HalfCloseableStream):
+    """A :class:`trio.abc.HalfCloseableStream` on a connected :class:`UringSocket`."""
+
+    def __init__(self, socket: UringSocket) -> None:
+        if not isinstance(socket, UringSocket):
+            raise TypeError(f"UringSocketStream needs a UringSocket, not {type(socket).__name__}")
+        if socket.type != _stdlib.SOCK_STREAM:
+            raise ValueError("UringSocketStream needs a SOCK_STREAM socket")
+        self.socket = socket
+        self._send_conflict = _Conflict("another task is currently sending data on this stream")
+        if socket.family in (_stdlib.AF_INET, _stdlib.AF_INET6):
+            try:
+                socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NODELAY, True)
+                # as trio.SocketStream: keep the kernel send buffer from hiding latency
+                socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NOTSENT_LOWAT, 2**14)
+            except OSError:
+                pass
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.socket.did_shutdown_SHUT_WR:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        with self._send_conflict, _stream_errors(), memoryview(data) as view:
+            if not view:
+                if self.socket.fileno() == -1:
+                    raise trio.ClosedResourceError("socket was already closed")
+                await trio.lowlevel.checkpoint()
+                return
+            total = 0
+            while total < len(view):
+                with view[total:] as rest:
+                    total += await self.socket.send(rest)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_conflict:
+            if self.socket.fileno() == -1:
+                raise trio.ClosedResourceError
+            with _stream_errors():
+                await self.socket.wait_writable()
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint()
+            if self.socket.did_shutdown_SHUT_WR:
+                return
+            with _stream_errors():
+                self.socket.shutdown(_stdlib.SHUT_WR)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is None:
+            max_bytes = DEFAULT_RECEIVE_SIZE
+        elif not isinstance(max_bytes, int) or isinstance(max_bytes, bool):
+            raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
+        elif max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        with _stream_errors():
+            return await self.socket.recv(max_bytes)
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        self.socket.setsockopt(level, option, value)
+
+    def getsockopt(self, level: int, option: int, buffersize: int = 0) -> Any:
+        if buffersize == 0:
+            return self.socket.getsockopt(level, option)
+        return self.socket.getsockopt(level, option, buffersize)
+
+
+class UringSocketListener(trio.abc.Listener[UringSocketStream]):
+    """A listener whose ``accept`` comes from a multishot io_uring accept."""
+
+    def __init__(self, socket: UringSocket) -> None:
+        if not isinstance(socket, UringSocket):
+            raise TypeError(f"UringSocketListener needs a UringSocket, not {type(socket).__name__}")
+        if socket.type != _stdlib.SOCK_STREAM:
+            raise ValueError("UringSocketListener needs a SOCK_STREAM socket")
+        self.socket = socket
+
+    async def accept(self) -> UringSocketStream:
+        while True:
+            try:
+                sock, _ = await self.socket.accept()
+            except OSError as exc:
+                if exc.errno in _CLOSED_ERRNOS:
+                    raise trio.ClosedResourceError from None
+                if exc.errno not in _IGNORED_ACCEPT_ERRNOS:
+                    raise
+            else:
+                return UringSocketStream(sock)
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
+
+
+# As trio's SocketListener: errors about a connection that died before we took it.
+_IGNORED_ACCEPT_ERRNOS = {_errno.ECONNABORTED, _errno.EPROTO, _errno.EPERM}
+
+
+async def open_tcp_stream(host: str | bytes, port: int, **kwargs: Any) -> UringSocketStream:
+    """Like ``trio.open_tcp_stream`` (same arguments, happy eyeballs included), on io_uring."""
+    with install_socket_factory():
+        stream = await trio.open_tcp_stream(host, port, **kwargs)
+    sock = stream.socket
+    assert isinstance(sock, UringSocket)
+    return UringSocketStream(sock)
+
+
+async def open_tcp_listeners(port: int, *, host: str | bytes | None = None,
+                             backlog: int | None = None) -> list[UringSocketListener]:
+    """Like ``trio.open_tcp_listeners``, returning io_uring listeners."""
+    with install_socket_factory():
+        listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    out = []
+    for listener in listeners:
+        assert isinstance(listener.socket, UringSocket)
+        out.append(UringSocketListener(listener.socket))
+    return out
+
+
+async def serve_tcp(
+    handler: Callable[[UringSocketStream], Awaitable[object]],
+    port: int,
+    *,
+    host: str | bytes | None = None,
+    backlog: int | None = None,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[list[UringSocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Like ``trio.serve_tcp``: serve ``handler`` on io_uring listeners, forever."""
+    listeners = await open_tcp_listeners(port, host=host, backlog=backlog)
+    await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery,
+                               task_status=task_status)

@@ -1,0 +1,15 @@
+"""io_uring sockets with the ``trio.socket`` interface."""
+
+from ._net._rxbuf import configure_receive_buffers
+from ._net._socket import (
+    UringSocket,
+    UringSocketFactory,
+    from_stdlib_socket,
+    install_socket_factory,
+    socket,
+)
+
+__all__ = [
+    "UringSocket", "UringSocketFactory", "configure_receive_buffers", "from_stdlib_socket",
+    "install_socket_factory", "socket",
+]

@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/python examples/ring_echo.py
 
 lint: setup
-	$(BIN)/ruff check trio_uring tests examples _native/build.py
+	$(BIN)/ruff check trio_uring tests examples benchmarks _native/build.py
 
 typecheck: setup
 	$(BIN)/mypy

@@ -98,8 +98,8 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     have_strace = shutil.which("strace") is not None
     results: dict[str, dict[str, dict[str, object]]] = {}
-    for workload, n in WORKLOADS.items():
-        n = max(1000, int(n * scale))
+    for workload, base_n in WORKLOADS.items():
+        n = max(1000, int(base_n * scale))
         for runner in RUNNERS:
             best = min(timed(runner, workload, n) for _ in range(3))
             row: dict[str, object] = {"n": n, "us_per_iter": best / n * 1e6}

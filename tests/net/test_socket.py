@@ -219,8 +219,8 @@ def test_slow_consumers_and_a_tiny_buffer_ring_lose_nothing(run: Runner) -> None
         size = 1 << 20
         pairs = []
         for _ in range(4):
-            a, b = stdsocket.socketpair()
-            pairs.append((from_stdlib_socket(a), from_stdlib_socket(b)))
+            x, y = stdsocket.socketpair()
+            pairs.append((from_stdlib_socket(x), from_stdlib_socket(y)))
         rng = random.Random(1)
         payloads = [rng.randbytes(size) for _ in pairs]
 

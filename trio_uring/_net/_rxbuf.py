@@ -28,7 +28,7 @@ from trio.lowlevel import Abort, RunVar, Task, current_task, reschedule, wait_ta
 from .._core._bufring import BufferRing
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
-from .._core._ring import CQE_F_MORE
+from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE
 
 __all__ = ["BufferPool", "StreamReceiver", "buffer_pool", "configure_receive_buffers"]
 
@@ -79,15 +79,25 @@ class BufferPool:
         self.size = buf_size
         self._refs = [0] * entries  # chunks handed out and not yet consumed
         self._held = [False] * entries  # the kernel may still append to this buffer (INC)
+        self._inc = self.bufs.incremental
+        self._inc_off = [0] * entries  # where the next INC completion starts in each buffer
         self._recycle: list[int] = []
         self.starved: set[StreamReceiver] = set()
         driver.pre_enter.append(self.flush)
 
     def chunk(self, res: int, flags: int) -> tuple[int, int]:
         """Account for one data CQE; returns ``(bid, offset)`` of its bytes."""
-        bid, off, last = self.bufs.take(res, flags)
+        bid = flags >> CQE_BUFFER_SHIFT
         self._refs[bid] += 1
-        self._held[bid] = not last
+        if not self._inc:
+            return bid, 0
+        off = self._inc_off[bid]
+        if flags & CQE_F_BUF_MORE:
+            self._inc_off[bid] = off + res
+            self._held[bid] = True
+        else:
+            self._inc_off[bid] = 0
+            self._held[bid] = False
         return bid, off
 
     def release(self, bid: int) -> None:

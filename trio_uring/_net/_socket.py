@@ -40,7 +40,7 @@ __all__ = ["UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_s
 
 T = TypeVar("T")
 _ACCEPT_BACKLOG = 128
-_NOSIGNAL = _stdlib.MSG_NOSIGNAL
+_NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
 
 
 class _Conflict:
@@ -320,7 +320,7 @@ class UringSocket(trio.socket.SocketType):
 
     async def _stream_wait(self) -> StreamReceiver:
         await trio.lowlevel.checkpoint_if_cancelled()
-        rx = self._receiver()
+        rx = self._rx or self._receiver()
         if rx.ready:
             await trio.lowlevel.cancel_shielded_checkpoint()
         else:
@@ -381,7 +381,7 @@ class UringSocket(trio.socket.SocketType):
     async def send(self, data: Any, flags: int = 0, /) -> int:
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            n = self._sock.send(data, flags | _NOSIGNAL)
+            n = self._sock.send(data, int(flags) | _NOSIGNAL)
         except BlockingIOError:
             pass
         else:
@@ -392,7 +392,7 @@ class UringSocket(trio.socket.SocketType):
         cbuf = readable_cbuf(data)
         d = current_driver()
         fd = self._sock.fileno()
-        prep = functools.partial(d.ring.prep_send, flags=flags | _NOSIGNAL)
+        prep = functools.partial(d.ring.prep_send, flags=int(flags) | _NOSIGNAL)
         try:
             res = await d.start(prep, fd, cbuf, len(cbuf), fd=fd, keep=cbuf)
         finally:

@@ -23,14 +23,19 @@ DEFAULT_RECEIVE_SIZE = 65536
 _CLOSED_ERRNOS = {_errno.EBADF, _errno.ENOTSOCK}
 
 
+def _stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    """trio's mapping of socket errors to stream errors."""
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
 @contextmanager
 def _stream_errors() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in _CLOSED_ERRNOS:
-            raise trio.ClosedResourceError("this socket was already closed") from None
-        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        raise _stream_error(exc) from exc
 
 
 class UringSocketStream(trio.abc.HalfCloseableStream):
@@ -52,18 +57,25 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
                 pass
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self.socket.did_shutdown_SHUT_WR:
+        sock = self.socket
+        if sock._did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
-        with self._send_conflict, _stream_errors(), memoryview(data) as view:
-            if not view:
-                if self.socket.fileno() == -1:
-                    raise trio.ClosedResourceError("socket was already closed")
-                await trio.lowlevel.checkpoint()
-                return
-            total = 0
-            while total < len(view):
-                with view[total:] as rest:
-                    total += await self.socket.send(rest)
+        conflict = self._send_conflict
+        with conflict:
+            try:
+                with memoryview(data) as view:
+                    size = len(view)
+                    if not size:
+                        if sock.fileno() == -1:
+                            raise trio.ClosedResourceError("socket was already closed")
+                        await trio.lowlevel.checkpoint()
+                        return
+                    total = await sock.send(view)  # usually all of it, in one syscall
+                    while total < size:
+                        with view[total:] as rest:
+                            total += await sock.send(rest)
+            except OSError as exc:
+                raise _stream_error(exc) from exc
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_conflict:
@@ -87,8 +99,10 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
             raise TypeError(f"max_bytes must be an int, not {type(max_bytes).__name__}")
         elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
-        with _stream_errors():
+        try:
             return await self.socket.recv(max_bytes)
+        except OSError as exc:
+            raise _stream_error(exc) from exc
 
     async def aclose(self) -> None:
         self.socket.close()

@@ -1,0 +1,97 @@
+"""Benchmark servers, one per backend; ``python benchmarks/servers.py BACKEND MODE``.
+
+MODE ``echo`` sends every received chunk back; ``sink`` reads and discards; ``sink-zc``
+reads through the ZeroCopyReceiver where the backend has one. Each prints its port on the
+first line of stdout once it listens on 127.0.0.1, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import sys
+
+BACKENDS = ("trio", "trio_uring", "trio_factory", "asyncio", "uvloop", "uvloop_protocol")
+
+
+def announce(port: int) -> None:
+    print(port, flush=True)
+
+
+def run_trio(backend: str, mode: str) -> None:
+    import trio
+
+    import trio_uring
+
+    async def echo(stream: trio.abc.Stream) -> None:
+        try:
+            while data := await stream.receive_some(65536):
+                await stream.send_all(data)
+        except trio.BrokenResourceError:
+            pass
+
+    async def sink(stream: trio.abc.Stream) -> None:
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError:
+            pass
+
+    handler = echo if mode == "echo" else sink
+
+    async def main() -> None:
+        if backend == "trio_factory":
+            trio_uring.install_socket_factory()
+        serve = trio_uring.serve_tcp if backend == "trio_uring" else trio.serve_tcp
+        async with trio.open_nursery() as n:
+            listeners = await n.start(functools.partial(serve, handler, 0, host="127.0.0.1"))
+            announce(listeners[0].socket.getsockname()[1])
+
+    (trio_uring.run if backend == "trio_uring" else trio.run)(main)
+
+
+def run_asyncio(backend: str, mode: str) -> None:
+    if backend.startswith("uvloop"):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    class EchoProtocol(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            if mode == "echo":
+                self.transport.write(data)  # type: ignore[attr-defined]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while data := await reader.read(65536):
+            if mode == "echo":
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if backend == "uvloop_protocol":
+            server = await loop.create_server(EchoProtocol, "127.0.0.1", 0)
+        else:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        announce(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    backend, mode = sys.argv[1], sys.argv[2]
+    if backend not in BACKENDS:
+        raise SystemExit(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+    if backend.startswith("trio"):
+        run_trio(backend, mode)
+    else:
+        run_asyncio(backend, mode)

@@ -1,0 +1,241 @@
+"""The benchmark suite: every backend side by side in one run, on loopback.
+
+    python benchmarks/bench.py [--quick] [--servers a,b] [--scenarios x,y] [--update-readme]
+
+Servers run pinned to CPU 0, the C load generator (epoll) to CPU 1. Per scenario and server:
+throughput, p50/p99 round-trip latency, server CPU time per request (from /proc), server
+syscalls per request (``strace -c -f`` attached during a second, shorter load) and peak RSS.
+Prints a table with ratios against stock trio and against the C liburing server, writes
+``benchmarks/results/latest.json`` and ``latest.png``, and with ``--update-readme`` replaces
+the results block of README.md. Everything is measured here and now; nothing is typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+BUILD = HERE / "build"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+SERVERS = ["trio_uring", "trio_factory", "trio", "asyncio", "uvloop", "uvloop_protocol", "c_liburing"]
+# name: (loadgen mode, connections, size, server mode, what a "request" is)
+SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
+    "echo 1x64B": ("echo", 1, 64, "echo", "round trip"),
+    "echo 64x64B": ("echo", 64, 64, "echo", "round trip"),
+    "echo 64x4KiB": ("echo", 64, 4096, "echo", "round trip"),
+    "echo 1000x64B": ("echo", 1000, 64, "echo", "round trip"),
+    "bulk 1x64KiB": ("sink", 1, 65536, "sink", "64 KiB"),
+    "churn": ("churn", 1, 64, "echo", "connection"),
+    "idle 1000": ("idle", 1000, 0, "echo", "connection"),
+}
+
+
+def build_native() -> dict[str, Path]:
+    BUILD.mkdir(exist_ok=True)
+    out = {}
+    for name, libs in (("loadgen", []), ("uring_server", ["-luring"])):
+        exe = BUILD / name
+        src = HERE / f"{name}.c"
+        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+            subprocess.run(["cc", "-O2", "-Wall", "-o", str(exe), str(src), *libs], check=True)
+        out[name] = exe
+    return out
+
+
+def server_cmd(server: str, mode: str, exes: dict[str, Path]) -> list[str]:
+    if server == "c_liburing":
+        return [str(exes["uring_server"]), mode]
+    return [sys.executable, str(HERE / "servers.py"), server, mode]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_kib(pid: int) -> int:
+    m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) if m else 0
+
+
+def start_server(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.strip().isdigit():
+        proc.kill()
+        raise RuntimeError(f"server {cmd} did not start")
+    return proc, int(line)
+
+
+def load(exe: Path, mode: str, port: int, conns: int, size: int, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(["taskset", "-c", CLIENT_CPU, str(exe), mode, str(port), str(conns), str(size),
+                          str(seconds)], capture_output=True, text=True, check=True, timeout=seconds + 120)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def count_syscalls(pid: int, exe: Path, mode: str, port: int, conns: int, size: int,
+                   seconds: float) -> tuple[int, int]:
+    """(syscalls, requests) of a load run with strace attached to the server."""
+    with tempfile.NamedTemporaryFile(suffix=".strace") as f:
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", f.name],
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        res = load(exe, mode, port, conns, size, seconds)
+        time.sleep(0.2)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        total = 0
+        for line in Path(f.name).read_text().splitlines():
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?total$", line)
+            if m:
+                total = int(m.group(1))
+    requests = res["count"] if mode != "sink" else res["bytes"] // size
+    return total, max(1, requests)
+
+
+def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
+            strace: bool) -> dict[str, Any]:
+    mode, conns, size, smode, _unit = SCENARIOS[scenario]
+    proc, port = start_server(server_cmd(server, smode, exes))
+    try:
+        if mode == "idle":
+            base = peak_rss_kib(proc.pid)
+            load(exes["loadgen"], "idle", port, conns, 1, 1.0)
+            return {"rss_kib": peak_rss_kib(proc.pid), "rss_base_kib": base}
+        load(exes["loadgen"], mode, port, conns, size, min(0.5, seconds))  # warm-up
+        c0 = cpu_seconds(proc.pid)
+        res = load(exes["loadgen"], mode, port, conns, size, seconds)
+        cpu = cpu_seconds(proc.pid) - c0
+        requests = res["count"] if mode != "sink" else res["bytes"] // size
+        row: dict[str, Any] = {
+            "per_s": requests / res["seconds"],
+            "mb_s": res["bytes"] / res["seconds"] / 1e6 if mode == "sink" else None,
+            "p50_us": res["p50_us"], "p99_us": res["p99_us"],
+            "cpu_us_per_req": cpu / max(1, requests) * 1e6,
+            "rss_kib": peak_rss_kib(proc.pid),
+        }
+        if strace:
+            calls, reqs = count_syscalls(proc.pid, exes["loadgen"], mode, port, conns, size,
+                                         min(1.0, seconds))
+            row["syscalls_per_req"] = calls / reqs
+        return row
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = []
+    for scenario, rows in results.items():
+        unit = SCENARIOS[scenario][4]
+        lines.append(f"\n{scenario}  (per {unit})")
+        if scenario.startswith("idle"):
+            base = rows.get("trio", {}).get("rss_kib")
+            for server, r in rows.items():
+                ratio = f"{r['rss_kib'] / base:5.2f}x trio" if base else ""
+                lines.append(f"  {server:16} peak RSS {r['rss_kib'] / 1024:7.1f} MiB  {ratio}")
+            continue
+        trio_rate = rows.get("trio", {}).get("per_s")
+        c_rate = rows.get("c_liburing", {}).get("per_s")
+        lines.append(f"  {'server':16} {'req/s':>10} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} "
+                     f"{'cpu us/req':>10} {'sys/req':>8} {'RSS MiB':>8} {'vs trio':>8} {'vs C':>6}")
+        for server, r in rows.items():
+            mb = f"{r['mb_s']:8.0f}" if r.get("mb_s") else f"{'':8}"
+            vt = f"{r['per_s'] / trio_rate:7.2f}x" if trio_rate else ""
+            vc = f"{r['per_s'] / c_rate:5.2f}x" if c_rate else ""
+            sc = f"{r['syscalls_per_req']:8.2f}" if "syscalls_per_req" in r else f"{'':8}"
+            lines.append(f"  {server:16} {r['per_s']:10.0f} {mb} {r['p50_us']:8.1f} {r['p99_us']:8.1f} "
+                         f"{r['cpu_us_per_req']:10.2f} {sc} {r['rss_kib'] / 1024:8.1f} {vt:>8} {vc:>6}")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
+    try:
+        import matplotlib  # noqa: PLC0415 - optional, only for the picture
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
+    scen = [s for s in results if not s.startswith("idle")]
+    servers = sorted({sv for s in scen for sv in results[s]}, key=SERVERS.index)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / max(1, len(servers))
+    for i, sv in enumerate(servers):
+        vals = []
+        for s in scen:
+            base = results[s].get("trio", {}).get("per_s")
+            r = results[s].get(sv)
+            vals.append(r["per_s"] / base if r and base else 0)
+        ax.bar([x + i * width for x in range(len(scen))], vals, width, label=sv)
+    ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(scen))], scen)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel("throughput relative to stock trio")
+    ax.set_title(f"trio-uring benchmarks ({platform.release()}, {time.strftime('%Y-%m-%d')})")
+    ax.legend(fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="1 s per measurement")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--servers", default=",".join(SERVERS))
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--update-readme", action="store_true")
+    args = ap.parse_args()
+    seconds = 1.0 if args.quick else args.seconds
+    exes = build_native()
+    servers = [s for s in args.servers.split(",") if s]
+    for sv in servers:
+        if sv not in SERVERS:
+            raise SystemExit(f"unknown server {sv!r}")
+    strace = not args.no_strace and shutil.which("strace") is not None
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario in args.scenarios.split(","):
+        for server in servers:
+            print(f"  {scenario:14} {server:16}", end="\r", flush=True, file=sys.stderr)
+            try:
+                results.setdefault(scenario, {})[server] = measure(server, scenario, exes, seconds, strace)
+            except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
+                print(f"skipped {server} / {scenario}: {exc}", file=sys.stderr)
+    head = (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {platform.release()}, "
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
+            f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}, {seconds:g} s per measurement")
+    text = head + "\n" + table(results)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps({"header": head, "results": results}, indent=1))
+    (RESULTS / "latest.txt").write_text(text + "\n")
+    has_png = chart(results, RESULTS / "latest.png")
+    if args.update_readme:
+        readme = ROOT / "README.md"
+        block = ("<!-- bench:start -->\n```\n" + text + "\n```\n"
+                 + ("![benchmarks](benchmarks/results/latest.png)\n" if has_png else "")
+                 + "<!-- bench:end -->")
+        body = readme.read_text()
+        body = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, body, flags=re.S)
+        readme.write_text(body)
+
+
+if __name__ == "__main__":
+    main()

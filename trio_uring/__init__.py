@@ -15,8 +15,11 @@ from ._net._stream import (
     open_tcp_stream,
     serve_tcp,
 )
+from .zerocopy._receiver import Lease, ReceiverStatistics, ZeroCopyReceiver, open_zc_receiver
+from .zerocopy._zcrx import ZeroCopyUnavailable
 
 __all__ = [
+    "Lease", "ReceiverStatistics", "ZeroCopyReceiver", "ZeroCopyUnavailable", "open_zc_receiver",
     "ProbeReport", "RingClosedError", "UringSocketListener", "UringSocketStream", "UringUnavailable",
     "backend", "install_socket_factory", "lowlevel", "open_tcp_listeners", "open_tcp_stream", "probe",
     "run", "serve_tcp", "socket",

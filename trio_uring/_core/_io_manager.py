@@ -34,7 +34,7 @@ import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from ._ops import _CANCELLED, Op, OpDriver
-from ._ring import CQE_F_MORE, INTERRUPTED, Batch, Ring
+from ._ring import CQE_F_MORE, INTERRUPTED, Batch, Ring, run_ring_flags
 
 __all__ = ["UringIOManager", "UringStatistics"]
 
@@ -96,7 +96,7 @@ class UringIOManager:
     """trio's IO manager on an io_uring ring; one per run, on the run's thread."""
 
     def __init__(self, entries: int = 256) -> None:
-        self.ring = Ring(entries)
+        self.ring = Ring(entries, flags=run_ring_flags())
         self.driver = OpDriver(self.ring)
         self._owner = threading.get_ident()
         self._readers: dict[int, _PollWait] = {}

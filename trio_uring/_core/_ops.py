@@ -30,7 +30,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 from ._errors import kernel_error
 from ._ring import CQE_F_MORE, Batch, Ring
 
-__all__ = ["MultishotOp", "Op", "OpDriver"]
+__all__ = ["BigMultishotOp", "MultishotOp", "Op", "OpDriver"]
 
 _CANCELLED = (-_errno.ECANCELED, -_errno.EINTR)
 
@@ -39,6 +39,8 @@ class Op:
     """One single-shot op: the task waiting for it and what must live until its CQE."""
 
     __slots__ = ("closed", "fd", "gen", "keep", "raise_cancel", "slot", "task", "ud")
+    #: True for ops whose CQEs carry 16 more bytes (CQE32) they need: ``complete32`` is called.
+    big = False
 
     def __init__(self, ud: int, task: Task | None, fd: int, keep: Any) -> None:
         self.ud = ud
@@ -87,6 +89,27 @@ def _ignore(res: int, flags: int) -> None:
     pass
 
 
+class BigMultishotOp(MultishotOp):
+    """A multishot op whose CQEs carry a payload in the upper 16 bytes (zcrx offsets)."""
+
+    __slots__ = ("on_cqe32",)
+    big = True
+
+    def __init__(self, ud: int, fd: int, keep: Any, on_cqe32: Callable[[int, int, int], None]) -> None:
+        super().__init__(ud, fd, keep, _ignore)
+        self.on_cqe32 = on_cqe32
+
+    def abandon(self) -> None:
+        self.on_cqe32 = _ignore32
+
+    def complete32(self, res: int, flags: int, extra: int) -> None:
+        self.on_cqe32(res, flags, extra)
+
+
+def _ignore32(res: int, flags: int, extra: int) -> None:
+    pass
+
+
 class OpDriver:
     """Submits ops on one ring for one trio run and dispatches their completions."""
 
@@ -98,6 +121,8 @@ class OpDriver:
         #: Called by whoever enters the ring, just before: batched work such as buffer
         #: recycling that should reach the kernel with the next submission.
         self.pre_enter: list[Callable[[], None]] = []
+        #: Per-ring state of higher layers (e.g. the zcrx interface queues), by name.
+        self.extensions: dict[str, Any] = {}
         self.closed = False
 
     def new_ud(self) -> int:
@@ -113,14 +138,18 @@ class OpDriver:
         """
         inflight = self.ring.inflight
         error: BaseException | None = None
-        for ud, res, fl in zip(batch.user_data, batch.res, batch.flags):
+        extra = batch.extra
+        for i, (ud, res, fl) in enumerate(zip(batch.user_data, batch.res, batch.flags)):
             op = inflight.get(ud)
             if op is None:
                 continue  # cancel requests and ops dropped before submission
             if not fl & CQE_F_MORE:
                 del inflight[ud]
             try:
-                op.complete(res, fl)
+                if op.big and extra is not None:
+                    op.complete32(res, fl, extra[2 * i])
+                else:
+                    op.complete(res, fl)
             except BaseException as exc:
                 if error is None:
                     error = exc
@@ -180,6 +209,20 @@ class OpDriver:
             raise trio.ClosedResourceError("the io_uring ring of this run is closed")
         ud = next(self._ids)
         op = MultishotOp(ud, fd, keep, on_cqe)
+        op.slot = prep(*args, ud)
+        op.gen = self.ring.submit_generation
+        self.ring.inflight[ud] = op
+        if self._on_queued is not None:
+            self._on_queued()
+        return op
+
+    def start_multishot32(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None,
+                          on_cqe32: Callable[[int, int, int], None]) -> BigMultishotOp:
+        """:meth:`start_multishot` for CQE32 payloads: ``on_cqe32(res, flags, first_u64)``."""
+        if self.closed:
+            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
+        ud = next(self._ids)
+        op = BigMultishotOp(ud, fd, keep, on_cqe32)
         op.slot = prep(*args, ud)
         op.gen = self.ring.submit_generation
         self.ring.inflight[ud] = op

@@ -19,7 +19,7 @@ from trio.lowlevel import RunVar
 
 from ._io_manager import UringIOManager
 from ._ops import OpDriver
-from ._ring import Ring
+from ._ring import Ring, run_ring_flags
 
 __all__ = ["current_driver"]
 
@@ -51,7 +51,7 @@ def current_driver() -> OpDriver:
 
 class _PlainDriver(trio.abc.Instrument):
     def __init__(self) -> None:
-        self.ring = Ring()
+        self.ring = Ring(flags=run_ring_flags())
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             self.ring.register_eventfd(self._efd)

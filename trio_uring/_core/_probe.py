@@ -18,6 +18,7 @@ import attrs
 
 from .._native import ffi, lib
 from ._bufring import BufferRing, alloc_slab
+from ._caps import has_cap_net_admin
 from ._errors import UringUnavailable, read_sysctl, setup_error
 from ._ring import CQE_F_MORE, Ring, SetupFlags
 
@@ -109,18 +110,6 @@ def kernel_version(release: str) -> tuple[int, ...]:
         digits = re.match(r"\d*", part)
         nums.append(int(digits.group()) if digits and digits.group() else 0)
     return tuple(nums)
-
-
-def has_cap_net_admin() -> bool:
-    """CAP_NET_ADMIN (bit 12) in the effective set; what zcrx registration checks."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> 12 & 1)
-    except OSError:
-        pass
-    return False
 
 
 def _try_multishot_accept(ring: Ring) -> bool:

@@ -58,6 +58,14 @@ DEFAULT_FLAGS = (
     | SetupFlags.SUBMIT_ALL
 )
 
+def run_ring_flags() -> SetupFlags:
+    """Flags for a trio run's ring: the defaults, plus 32-byte CQEs where zero-copy receive
+    could be used (it needs CAP_NET_ADMIN), so a ZeroCopyReceiver can share the run's ring."""
+    from ._caps import has_cap_net_admin  # noqa: PLC0415 - avoids a cycle at import time
+
+    return DEFAULT_FLAGS | SetupFlags.CQE32 if has_cap_net_admin() else DEFAULT_FLAGS
+
+
 #: Groups dropped, in this order, when the kernel refuses a flag set with EINVAL. Each step
 #: leaves a set some older kernel accepts (DEFER_TASKRUN 6.1, COOP/TASKRUN_FLAG 5.19, ...).
 _FALLBACK_ORDER = (

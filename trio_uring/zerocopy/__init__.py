@@ -1,0 +1,1 @@
+"""Zero-copy receive: ZeroCopyReceiver, buffer leases, the three receive modes, NIC doctor."""

@@ -1,0 +1,181 @@
+"""zcrx interface queues: registration (with errors that say what to change), the shared
+ifq per (ring, interface, queue), and the refill-ring protocol.
+
+A registered ifq owns an *area* (memory the NIC — or, device-less, the kernel — writes
+payloads into) and a *refill ring* through which the application hands each completion's
+buffer back. Receivers on the same ring, interface and queue share one ifq. Refill entries
+are queued as leases are released and published once per scheduler pass (one release
+store of the tail); device-less mode also needs ``ZCRX_CTRL_FLUSH_RQ`` before the kernel
+looks at them.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import socket
+from typing import Any
+
+from .._core._bufring import alloc_slab
+from .._core._ops import OpDriver
+from .._native import ffi, lib
+
+__all__ = ["Ifq", "ZeroCopyUnavailable", "get_ifq", "registration_error"]
+
+AREA_MASK = (1 << 48) - 1
+PAGE = os.sysconf("SC_PAGESIZE")
+NODEV = int(lib.TU_ZCRX_REG_NODEV)
+
+
+class ZeroCopyUnavailable(RuntimeError):
+    """A zero-copy mode cannot be used; ``reason`` names the requirement, ``remedy`` the fix."""
+
+    def __init__(self, reason: str, remedy: str = "", *, errno: int | None = None) -> None:
+        self.reason = reason
+        self.remedy = remedy
+        self.errno = errno
+        super().__init__(reason if not remedy else f"{reason}. To fix: {remedy}")
+
+
+def registration_error(err: int, *, interface: str | None, queue: int,
+                       nodev: bool) -> ZeroCopyUnavailable:
+    """Map ``IORING_REGISTER_ZCRX_IFQ`` failures (see the kernel's validation order) to causes."""
+    code = -err if err < 0 else err
+    name = _errno.errorcode.get(code, str(code))
+    dev = interface or "the interface"
+    if code == _errno.EPERM:
+        return ZeroCopyUnavailable(
+            "zcrx registration needs CAP_NET_ADMIN in the initial user namespace (EPERM)",
+            "run as root or grant the capability: setcap cap_net_admin+ep on the Python binary, "
+            "or AmbientCapabilities=CAP_NET_ADMIN in the systemd unit; containers need it on the host",
+            errno=code)
+    if nodev and code == _errno.EINVAL:
+        return ZeroCopyUnavailable(
+            "device-less zcrx (ZCRX_REG_NODEV) needs Linux >= 7.1; this kernel refused the flag (EINVAL)",
+            "use Linux 7.1 or newer, or a NIC with zcrx support (mode='zcrx')", errno=code)
+    if code == _errno.ENODEV:
+        return ZeroCopyUnavailable(
+            f"no network interface {dev!r} in this network namespace (ENODEV)",
+            "pass interface= the name shown by `ip link` for the NIC that receives the traffic",
+            errno=code)
+    if code == _errno.EOPNOTSUPP:
+        return ZeroCopyUnavailable(
+            f"{dev} cannot do zero-copy receive (EOPNOTSUPP): its driver has no queue management API "
+            "or no DMA device (software devices like lo, veth, virtio_net never can)",
+            "use a NIC whose driver supports io_uring zcrx (bnxt_en, mlx5, fbnic, gve) or, on Linux "
+            ">= 7.1, mode='zcrx-nodev'; `python -m trio_uring doctor --interface IF` checks a NIC",
+            errno=code)
+    if code == _errno.ERANGE:
+        return ZeroCopyUnavailable(
+            f"queue {queue} does not exist on {dev} (ERANGE)",
+            f"pick a queue below the channel count (`ethtool -l {dev}`), or add channels: "
+            f"`ethtool -L {dev} combined N`", errno=code)
+    if code == _errno.EINVAL:
+        return ZeroCopyUnavailable(
+            f"{dev} refused the zcrx queue (EINVAL): header/data split must be on with hds-thresh 0, "
+            "or the ring lacks DEFER_TASKRUN/CQE32, or the kernel predates zcrx (Linux < 6.15)",
+            f"`ethtool -G {dev} tcp-data-split on` and `ethtool -G {dev} hds-thresh 0`; use Linux >= 6.15",
+            errno=code)
+    if code == _errno.EEXIST:
+        return ZeroCopyUnavailable(
+            f"queue {queue} of {dev} is taken (EEXIST): an XDP program is attached, or another "
+            "zcrx/devmem user bound the queue",
+            f"detach XDP (`ip link set {dev} xdp off`) or use another queue", errno=code)
+    if code == _errno.EBUSY:
+        return ZeroCopyUnavailable(f"queue {queue} of {dev} is used by AF_XDP (EBUSY)",
+                                   "use another queue", errno=code)
+    if code == _errno.ENODATA:
+        return ZeroCopyUnavailable(
+            f"{dev}'s driver did not give queue {queue} a memory-provider page pool (ENODATA)",
+            "update the NIC driver/firmware to a version with io_uring zcrx support", errno=code)
+    if code == _errno.ENOMEM:
+        return ZeroCopyUnavailable(
+            "could not pin the zcrx area (ENOMEM): RLIMIT_MEMLOCK too low or memory exhausted",
+            "raise `ulimit -l` or use a smaller area_size", errno=code)
+    return ZeroCopyUnavailable(f"zcrx registration failed: {os.strerror(code)} ({name})", errno=code)
+
+
+class Ifq:
+    """One registered interface queue, its area and refill ring, shared per ring."""
+
+    def __init__(self, driver: OpDriver, interface: str | None, queue: int, area_size: int, *,
+                 rq_entries: int, nodev: bool) -> None:
+        if area_size <= 0 or area_size % PAGE:
+            raise ValueError(f"area_size must be a positive multiple of {PAGE}, got {area_size}")
+        self.driver = driver
+        self.nodev = nodev
+        self.interface = interface
+        self.queue = queue
+        self._slab, view = alloc_slab(area_size)
+        self.area = view.toreadonly()
+        self.area_size = area_size
+        if nodev:
+            if_idx = 0
+        else:
+            if interface is None:
+                raise ZeroCopyUnavailable("mode 'zcrx' needs interface= (the NIC that receives the traffic)",
+                                          "pass interface='eth0' (see `ip link`) and queue=N")
+            try:
+                if_idx = socket.if_nametoindex(interface)
+            except OSError:
+                err = registration_error(-_errno.ENODEV, interface=interface, queue=queue, nodev=False)
+                raise err from None
+        out = ffi.new("tu_zcrx **")
+        self._info = ffi.new("struct tu_zcrx_info *")
+        ret = lib.tu_zcrx_register(driver.ring.native, if_idx, queue, rq_entries,
+                                   NODEV if nodev else 0, self._slab, area_size, out, self._info)
+        if ret < 0:
+            raise registration_error(ret, interface=interface, queue=queue, nodev=nodev)
+        self._ptr: Any = out[0]
+        self.zcrx_id = int(self._info.zcrx_id)
+        self.rq_entries = int(self._info.rq_entries)
+        self._offs: list[int] = []
+        self._lens: list[int] = []
+        self.refills = 0
+        self.flushes = 0
+        self.users = 0
+        driver.pre_enter.append(self.flush)
+
+    def give_back(self, off: int, length: int) -> None:
+        """Queue one refill entry (published with the next submission)."""
+        self._offs.append(off)
+        self._lens.append(length)
+
+    def flush(self) -> None:
+        if not self._offs or self.driver.ring.closed:
+            return
+        n = len(self._offs)
+        done = lib.tu_zcrx_refill(self._ptr, ffi.new("uint64_t[]", self._offs),
+                                  ffi.new("uint32_t[]", self._lens), n)
+        self.refills += done
+        del self._offs[:done]
+        del self._lens[:done]
+        # device-less: the kernel consumes refill entries only when told to
+        if done and self.nodev and lib.tu_zcrx_flush_rq(self.driver.ring.native, self._ptr) == 0:
+            self.flushes += 1
+
+    def view(self, off: int, length: int) -> memoryview:
+        start = off & AREA_MASK
+        return self.area[start:start + length]
+
+
+def get_ifq(driver: OpDriver, interface: str | None, queue: int, area_size: int, *, nodev: bool,
+            rq_entries: int = 4096) -> Ifq:
+    """The ifq of this ring for (interface, queue), registered on first use.
+
+    A registration that failed is remembered for the ring's lifetime: the next receiver
+    gets the same error without another attempt.
+    """
+    registry: dict[Any, Ifq | ZeroCopyUnavailable] = driver.extensions.setdefault("zcrx_ifqs", {})
+    key = (None if nodev else interface, queue, nodev)
+    ifq = registry.get(key)
+    if isinstance(ifq, ZeroCopyUnavailable):
+        raise ifq
+    if ifq is None:
+        try:
+            ifq = Ifq(driver, interface, queue, area_size, rq_entries=rq_entries, nodev=nodev)
+        except ZeroCopyUnavailable as exc:
+            registry[key] = exc
+            raise
+        registry[key] = ifq
+    return ifq

@@ -11,6 +11,8 @@
 #include "tu_uapi.h"
 #include "tu_api.h"
 
+_Static_assert(sizeof(struct tu_zcrx_rqe) == 16, "io_uring_zcrx_rqe");
+
 struct tu_bufring {
     struct tu_bufring *next;       /* ring's list of registered buffer rings */
     struct io_uring_buf_ring *br;  /* kernel-shared ring memory, owned here */
@@ -35,6 +37,7 @@ struct tu_zcrx {
     uint32_t rq_tail;
     uint32_t zcrx_id;
     uint64_t area_token;
+    uint64_t area_len;
 };
 
 struct tu_ring {

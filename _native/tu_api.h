@@ -87,6 +87,11 @@ struct tu_zcrx_info {
 int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_entries,
                      uint32_t flags, char *area, uint64_t area_len, tu_zcrx **out,
                      struct tu_zcrx_info *info);
+struct tu_zcrx_rqe { uint64_t off; uint32_t len; uint32_t __pad; };
+/* The refill-entry writer tu_zcrx_refill uses: validates all n entries (area id, bounds,
+ * non-zero length) and writes none if one is bad (-EINVAL); else writes them at tail. */
+int tu_zcrx_fill_rqes(struct tu_zcrx_rqe *rqes, uint32_t mask, uint32_t tail, uint64_t area_token,
+                      uint64_t area_len, const uint64_t *offs, const uint32_t *lens, unsigned n);
 /* Queue refill entries for n completions (off as the CQE gave it, len = cqe res), one
  * release store of the tail. Returns how many fitted (the rest must be retried). */
 int tu_zcrx_refill(tu_zcrx *z, const uint64_t *offs, const uint32_t *lens, unsigned n);
@@ -94,6 +99,9 @@ unsigned tu_zcrx_rq_space(tu_zcrx *z);
 int tu_zcrx_flush_rq(tu_ring *r, tu_zcrx *z);
 /* Raw view for tests: the refill ring region and its size. */
 char *tu_zcrx_rq_region(tu_zcrx *z, size_t *size);
+/* sizeof/offsetof of the kernel structs as compiled here, in a fixed order (tests compare
+ * them with the kernel UAPI). Returns how many values there are. */
+int tu_abi_layout(uint32_t *out, unsigned n);
 
 /* ---- probing ------------------------------------------------------------------------- */
 /* io_uring_setup with `flags` on a tiny ring, closed at once: 0 or -errno. */

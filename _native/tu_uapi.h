@@ -67,11 +67,7 @@ struct tu_buf_reg {            /* struct io_uring_buf_reg */
     uint64_t resv[3];
 };
 
-struct tu_zcrx_rqe {           /* struct io_uring_zcrx_rqe */
-    uint64_t off;
-    uint32_t len;
-    uint32_t __pad;
-};
+/* struct io_uring_zcrx_rqe is declared in tu_api.h as struct tu_zcrx_rqe (cffi needs it). */
 
 struct tu_zcrx_cqe {           /* struct io_uring_zcrx_cqe: bytes 16..31 of a CQE32 */
     uint64_t off;
@@ -125,7 +121,6 @@ struct tu_zcrx_ctrl {
 };
 
 _Static_assert(sizeof(struct tu_buf_reg) == 40, "io_uring_buf_reg");
-_Static_assert(sizeof(struct tu_zcrx_rqe) == 16, "io_uring_zcrx_rqe");
 _Static_assert(sizeof(struct tu_zcrx_cqe) == 16, "io_uring_zcrx_cqe");
 _Static_assert(sizeof(struct tu_zcrx_offsets) == 32, "io_uring_zcrx_offsets");
 _Static_assert(sizeof(struct tu_zcrx_area_reg) == 48, "io_uring_zcrx_area_reg");

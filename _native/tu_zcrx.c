@@ -63,6 +63,7 @@ int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_e
     z->rq_tail = 0;
     z->zcrx_id = reg.zcrx_id;
     z->area_token = area_reg.rq_area_token;
+    z->area_len = area_len;
     z->next = r->zcrxs;
     r->zcrxs = z;
     info->zcrx_id = z->zcrx_id;
@@ -75,6 +76,26 @@ int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_e
     return 0;
 }
 
+int tu_zcrx_fill_rqes(struct tu_zcrx_rqe *rqes, uint32_t mask, uint32_t tail, uint64_t area_token,
+                      uint64_t area_len, const uint64_t *offs, const uint32_t *lens, unsigned n)
+{
+    /* Validate everything first: the kernel silently skips bad entries, which would leak
+     * the buffer, so a bad entry is refused here before any is written. */
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t in_area = offs[i] & ~TU_IORING_ZCRX_AREA_MASK;
+        if ((offs[i] & TU_IORING_ZCRX_AREA_MASK) != area_token || lens[i] == 0 ||
+            in_area >= area_len || lens[i] > area_len - in_area)
+            return -EINVAL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct tu_zcrx_rqe *rqe = &rqes[(tail + i) & mask];
+        rqe->off = (offs[i] & ~TU_IORING_ZCRX_AREA_MASK) | area_token;
+        rqe->len = lens[i];
+        rqe->__pad = 0;
+    }
+    return (int)n;
+}
+
 unsigned tu_zcrx_rq_space(tu_zcrx *z)
 {
     uint32_t head = __atomic_load_n(z->khead, __ATOMIC_ACQUIRE);
@@ -85,13 +106,10 @@ int tu_zcrx_refill(tu_zcrx *z, const uint64_t *offs, const uint32_t *lens, unsig
 {
     unsigned space = tu_zcrx_rq_space(z);
     unsigned k = n < space ? n : space;
+    int ret = tu_zcrx_fill_rqes(z->rqes, z->rq_mask, z->rq_tail, z->area_token, z->area_len, offs, lens, k);
 
-    for (unsigned i = 0; i < k; i++) {
-        struct tu_zcrx_rqe *rqe = &z->rqes[(z->rq_tail + i) & z->rq_mask];
-        rqe->off = (offs[i] & ~TU_IORING_ZCRX_AREA_MASK) | z->area_token;
-        rqe->len = lens[i];
-        rqe->__pad = 0;
-    }
+    if (ret < 0)
+        return ret;
     if (k) {
         z->rq_tail += k;
         __atomic_store_n(z->ktail, z->rq_tail, __ATOMIC_RELEASE);
@@ -112,4 +130,27 @@ char *tu_zcrx_rq_region(tu_zcrx *z, size_t *size)
 {
     *size = z->rq_bytes;
     return z->rq;
+}
+
+int tu_abi_layout(uint32_t *out, unsigned n)
+{
+    const uint32_t v[] = {
+        sizeof(struct tu_zcrx_ifq_reg), offsetof(struct tu_zcrx_ifq_reg, rq_entries),
+        offsetof(struct tu_zcrx_ifq_reg, flags), offsetof(struct tu_zcrx_ifq_reg, area_ptr),
+        offsetof(struct tu_zcrx_ifq_reg, region_ptr), offsetof(struct tu_zcrx_ifq_reg, offsets),
+        offsetof(struct tu_zcrx_ifq_reg, zcrx_id), offsetof(struct tu_zcrx_ifq_reg, rx_buf_len),
+        sizeof(struct tu_zcrx_area_reg), offsetof(struct tu_zcrx_area_reg, rq_area_token),
+        offsetof(struct tu_zcrx_area_reg, flags), offsetof(struct tu_zcrx_area_reg, dmabuf_fd),
+        sizeof(struct tu_region_desc), offsetof(struct tu_region_desc, flags),
+        offsetof(struct tu_region_desc, mmap_offset), sizeof(struct tu_zcrx_rqe),
+        offsetof(struct tu_zcrx_rqe, len), offsetof(struct tu_zcrx_rqe, __pad),
+        sizeof(struct tu_zcrx_cqe), sizeof(struct tu_zcrx_offsets), sizeof(struct tu_zcrx_ctrl),
+        sizeof(struct tu_buf_reg), offsetof(struct tu_buf_reg, flags),
+        sizeof(struct io_uring_sqe), offsetof(struct io_uring_sqe, file_index),
+        sizeof(struct io_uring_cqe),
+    };
+    unsigned k = sizeof(v) / sizeof(v[0]);
+    for (unsigned i = 0; i < n && i < k; i++)
+        out[i] = v[i];
+    return (int)k;
 }

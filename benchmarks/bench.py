@@ -89,7 +89,7 @@ def load(exe: Path, mode: str, port: int, conns: int, size: int, seconds: float)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-def count_syscalls(pid: int, exe: Path, mode: str, port: int, conns: int, size: int,
+def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, size: int,
                    seconds: float) -> tuple[int, int]:
     """(syscalls, requests) of a load run with strace attached to the server."""
     with tempfile.NamedTemporaryFile(suffix=".strace") as f:
@@ -131,8 +131,8 @@ def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
             "rss_kib": peak_rss_kib(proc.pid),
         }
         if strace:
-            calls, reqs = count_syscalls(proc.pid, exes["loadgen"], mode, port, conns, size,
-                                         min(1.0, seconds))
+            calls, reqs = count_syscalls(proc.pid, exes["loadgen"], mode, port, conns=conns, size=size,
+                                         seconds=min(1.0, seconds))
             row["syscalls_per_req"] = calls / reqs
         return row
     finally:

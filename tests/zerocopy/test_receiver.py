@@ -1,0 +1,268 @@
+"""ZeroCopyReceiver in copy mode, end to end on the real kernel, under both integrations."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import pickle
+import random
+import socket as stdsocket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import trio_uring
+from trio_uring import UringSocketStream, open_zc_receiver
+from trio_uring.socket import from_stdlib_socket
+
+Runner = Callable[..., Any]
+MiB = 1 << 20
+
+
+@pytest.fixture(params=["trio_uring.run", "trio.run"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    return trio_uring.run if request.param == "trio_uring.run" else trio.run
+
+
+def pair() -> tuple[UringSocketStream, UringSocketStream]:
+    a, b = stdsocket.socketpair()
+    return UringSocketStream(from_stdlib_socket(a)), UringSocketStream(from_stdlib_socket(b))
+
+
+async def send_then_eof(stream: UringSocketStream, chunks: Any) -> None:
+    async with stream:
+        for c in chunks:
+            await stream.send_all(c)
+        await stream.send_eof()
+
+
+def blocks(total: int, seed: int = 0, size: int = MiB) -> Any:
+    base = random.Random(seed).randbytes(size)
+    for k in range(total // size):
+        yield k.to_bytes(8, "big") + base[8:]
+
+
+def digest(total: int, seed: int = 0) -> bytes:
+    h = hashlib.sha256()
+    for b in blocks(total, seed):
+        h.update(b)
+    return h.digest()
+
+
+@pytest.mark.parametrize(("runner", "total"), [(trio_uring.run, 256 * MiB), (trio.run, 64 * MiB)],
+                         ids=["trio_uring.run-256MiB", "trio.run-64MiB"])
+def test_byte_exact_bulk_transfer(runner: Runner, total: int) -> None:
+    stats: list[Any] = []
+
+    async def main() -> bytes:
+        tx, rx_stream = pair()
+        h = hashlib.sha256()
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, blocks(total))
+            async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                assert rx.mode == "copy"
+                async for lease in rx:
+                    with lease:
+                        h.update(lease.data)
+                stats.append(rx.statistics())
+        await rx_stream.aclose()
+        return h.digest()
+
+    assert runner(main) == digest(total)
+    st = stats[0]
+    assert st.bytes == total and st.leases_out == 0
+    assert st.refills == st.completions > 0  # every lease went back exactly once
+
+
+def test_slow_consumer_holding_many_leases_loses_nothing(run: Runner) -> None:
+    """A 256 KiB area (4 buffers) and a consumer that hoards leases: the kernel runs out of
+    buffers again and again, receiving resumes as they come back, every byte arrives."""
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        total = 16 * MiB
+        h = hashlib.sha256()
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, blocks(total, size=256 * 1024))
+            async with open_zc_receiver(rx_stream, mode="copy", area_size=256 * 1024) as rx:
+                held: list[Any] = []
+                async for lease in rx:
+                    h.update(lease.data)
+                    held.append(lease)
+                    if len(held) >= 3:
+                        await trio.sleep(0.001)
+                        for x in held:
+                            x.release()
+                        held.clear()
+                st = rx.statistics()
+        assert h.digest() == _digest_blocks(total, 256 * 1024)
+        assert st.rearms > 1  # the receive had to be re-armed after running dry
+        await rx_stream.aclose()
+
+    run(main)
+
+
+def _digest_blocks(total: int, size: int) -> bytes:
+    h = hashlib.sha256()
+    for b in blocks(total, size=size):
+        h.update(b)
+    return h.digest()
+
+
+def test_out_of_order_release_and_use_after_release(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        payload = os.urandom(2 * MiB)
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, [payload])
+            async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                leases = [lease async for lease in rx]
+                got = b"".join(bytes(x.data) for x in leases)
+                assert got == payload
+                kept_view = leases[0].data
+                random.Random(3).shuffle(leases)
+                for x in leases:
+                    x.release()
+                    x.release()  # idempotent
+                with pytest.raises(ValueError, match="released"):
+                    leases[0].data  # noqa: B018
+                with pytest.raises(ValueError):
+                    bytes(kept_view)  # the view itself was released: never recycled bytes
+                st = rx.statistics()
+                assert st.refills == st.completions == len(leases)
+        await rx_stream.aclose()
+
+    run(main)
+
+
+def test_exported_memory_is_not_recycled_until_the_export_is_gone(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy", area_size=64 * 1024) as rx:
+            await tx.send_all(b"A" * 1000)
+            lease = await rx.receive()
+            exported = pickle.PickleBuffer(lease.data)  # a buffer export, like numpy's
+            sliced = lease.data[:10]
+            before = rx.statistics().refills
+            lease.release()
+            assert lease.released
+            assert rx.statistics().refills == before  # still exported: not given back
+            # more traffic through the only buffer must not touch the exported bytes
+            await tx.send_all(b"B" * 1000)
+            with trio.move_on_after(0.1):
+                (await rx.receive()).release()
+            assert bytes(exported.raw()) == b"A" * 1000 and bytes(sliced) == b"A" * 10
+            del exported, sliced
+            gc.collect()
+            await trio.sleep(0.01)  # the next pass notices the exports are gone
+            await tx.send_all(b"C" * 10)
+            (await rx.receive()).release()
+            assert rx.statistics().refills >= before + 1
+
+    run(main)
+
+
+def test_scope_exit_by_exception_and_cancellation_returns_everything(run: Runner) -> None:
+    async def main() -> None:
+        for how in ("error", "cancel"):
+            tx, rx_stream = pair()
+            seen: list[Any] = []
+            held: list[Any] = []
+            with pytest.RaisesGroup(KeyError) if how == "error" else trio.CancelScope() as outer:
+                async with tx, rx_stream, trio.open_nursery() as n:
+                    n.start_soon(tx.send_all, os.urandom(4 * MiB))
+                    async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                        seen.append(rx)
+                        held += [await rx.receive() for _ in range(3)]
+                        assert rx.statistics().leases_out >= 3
+                        if how == "error":
+                            raise KeyError("boom")
+                        assert isinstance(outer, trio.CancelScope)
+                        outer.cancel()
+                        await trio.sleep_forever()
+            rx = seen[0]
+            st = rx.statistics()
+            assert st.leases_out == 0 and st.refills == st.completions
+            assert all(x.released for x in held)
+            assert rx._bufs is not None and rx._bufs.closed  # unregistered from the kernel
+
+    run(main)
+
+
+def test_many_receivers_at_once(run: Runner) -> None:
+    async def main() -> None:
+        results: dict[int, bytes] = {}
+
+        async def one(i: int) -> None:
+            tx, rx_stream = pair()
+            data = random.Random(i).randbytes(200_000 + i)
+            async with trio.open_nursery() as n:
+                n.start_soon(send_then_eof, tx, [data])
+                async with open_zc_receiver(rx_stream, mode="copy", area_size=256 * 1024) as rx:
+                    got = bytearray()
+                    async for lease in rx:
+                        with lease:
+                            got += lease.data
+            await rx_stream.aclose()
+            results[i] = hashlib.sha256(got).digest()
+            assert got == data
+
+        async with trio.open_nursery() as n:
+            for i in range(20):
+                n.start_soon(one, i)
+        assert len(results) == 20
+
+    run(main)
+
+
+def test_data_already_received_by_the_stream_comes_first(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        payload = os.urandom(500_000)
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, [payload])
+            head = await rx_stream.receive_some(100)  # arms the stream's own receive
+            await trio.testing.wait_all_tasks_blocked()
+            rest = bytearray()
+            async with open_zc_receiver(rx_stream) as rx:
+                async for lease in rx:
+                    with lease:
+                        rest += lease.data
+        assert head + bytes(rest) == payload
+        await rx_stream.aclose()
+
+    run(main)
+
+
+def test_bad_arguments_are_rejected_clearly(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream:
+            with pytest.raises(ValueError, match="mode must be one of"):
+                async with open_zc_receiver(rx_stream, mode="fast"):
+                    pass
+            with pytest.raises(ValueError, match="area_size"):
+                async with open_zc_receiver(rx_stream, area_size=0):
+                    pass
+            with pytest.raises(TypeError, match="socket"):
+                async with open_zc_receiver(42):
+                    pass
+            udp = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+            with udp, pytest.raises(ValueError, match="TCP stream"):
+                async with open_zc_receiver(udp):
+                    pass
+            closed = stdsocket.socket()
+            closed.close()
+            with pytest.raises(trio.ClosedResourceError):
+                async with open_zc_receiver(closed):
+                    pass
+            async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                pass
+            with pytest.raises(trio.ClosedResourceError):
+                await rx.receive()
+
+    run(main)

@@ -83,7 +83,7 @@ def start_server(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line)
 
 
-def load(exe: Path, mode: str, port: int, conns: int, size: int, seconds: float) -> dict[str, Any]:
+def load(exe: Path, mode: str, port: int, *, conns: int, size: int, seconds: float) -> dict[str, Any]:
     out = subprocess.run(["taskset", "-c", CLIENT_CPU, str(exe), mode, str(port), str(conns), str(size),
                           str(seconds)], capture_output=True, text=True, check=True, timeout=seconds + 120)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
@@ -96,7 +96,7 @@ def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, siz
         tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", f.name],
                                   stderr=subprocess.DEVNULL)
         time.sleep(0.5)
-        res = load(exe, mode, port, conns, size, seconds)
+        res = load(exe, mode, port, conns=conns, size=size, seconds=seconds)
         time.sleep(0.2)
         tracer.send_signal(signal.SIGINT)
         tracer.wait(timeout=30)
@@ -116,11 +116,11 @@ def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
     try:
         if mode == "idle":
             base = peak_rss_kib(proc.pid)
-            load(exes["loadgen"], "idle", port, conns, 1, 1.0)
+            load(exes["loadgen"], "idle", port, conns=conns, size=1, seconds=1.0)
             return {"rss_kib": peak_rss_kib(proc.pid), "rss_base_kib": base}
-        load(exes["loadgen"], mode, port, conns, size, min(0.5, seconds))  # warm-up
+        load(exes["loadgen"], mode, port, conns=conns, size=size, seconds=min(0.5, seconds))  # warm-up
         c0 = cpu_seconds(proc.pid)
-        res = load(exes["loadgen"], mode, port, conns, size, seconds)
+        res = load(exes["loadgen"], mode, port, conns=conns, size=size, seconds=seconds)
         cpu = cpu_seconds(proc.pid) - c0
         requests = res["count"] if mode != "sink" else res["bytes"] // size
         row: dict[str, Any] = {

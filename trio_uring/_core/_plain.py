@@ -24,6 +24,7 @@ from ._ring import Ring, run_ring_flags
 __all__ = ["current_driver"]
 
 _DRIVER: RunVar[OpDriver] = RunVar("trio_uring_driver")
+_MAX_ROUNDS = 8  # reap rounds per wakeup before the driver yields to the tasks it woke
 log = logging.getLogger("trio_uring")
 
 
@@ -85,9 +86,16 @@ class _PlainDriver(trio.abc.Instrument):
             while True:
                 # Reaping posts CQEs, which signals the eventfd again: drain it only after
                 # reaping, then look once more (in userspace) before sleeping, so nothing
-                # that arrived in between is missed.
-                while ring.has_work():
+                # that arrived in between is missed. Work can keep arriving while we reap
+                # (deferred task work requeues itself under load): after a bounded number
+                # of rounds let the woken tasks run, then come back.
+                for _ in range(_MAX_ROUNDS):
+                    if not ring.has_work():
+                        break
                     dispatch(ring.enter(0, 0))
+                else:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    continue
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(efd)
                 if not ring.has_work():

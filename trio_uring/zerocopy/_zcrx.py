@@ -137,7 +137,14 @@ class Ifq:
         driver.pre_enter.append(self.flush)
 
     def give_back(self, off: int, length: int) -> None:
-        """Queue one refill entry (published with the next submission)."""
+        """Queue one refill entry (published with the next submission).
+
+        The kernel silently skips malformed entries (and the buffer would leak), so they are
+        refused here, before the kernel could see them.
+        """
+        start = off & AREA_MASK
+        if off >> 48 != self._info.area_token >> 48 or length <= 0 or start + length > self.area_size:
+            raise ValueError(f"not a buffer of this zcrx area: offset {off:#x}, length {length}")
         self._offs.append(off)
         self._lens.append(length)
 
@@ -147,6 +154,8 @@ class Ifq:
         n = len(self._offs)
         done = lib.tu_zcrx_refill(self._ptr, ffi.new("uint64_t[]", self._offs),
                                   ffi.new("uint32_t[]", self._lens), n)
+        if done < 0:  # give_back validates; reaching this is a bug, and nothing was written
+            raise RuntimeError(f"zcrx refill rejected a batch: {os.strerror(-done)}")
         self.refills += done
         del self._offs[:done]
         del self._lens[:done]

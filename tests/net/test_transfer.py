@@ -75,6 +75,9 @@ def test_bulk_both_directions_byte_exact(runner: Callable[..., Any], total_mib: 
             async with trio.open_nursery() as clients:
                 for c in range(conns):
                     clients.start_soon(client, port, c)
+            with trio.fail_after(120):  # the handlers finish their side too
+                while len(got_up) < conns:
+                    await trio.sleep(0.01)
             n.cancel_scope.cancel()
 
     runner(main)

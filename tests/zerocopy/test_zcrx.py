@@ -108,7 +108,11 @@ def test_device_less_mode_on_a_kernel_without_it() -> None:
 @pytest.mark.parametrize("runner", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
 def test_explicit_modes_raise_and_auto_falls_back_with_reasons(runner: object) -> None:
     async def main() -> None:
-        a, b = socket.socketpair()
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen()
+            b = socket.create_connection(lsock.getsockname())
+            a, _ = lsock.accept()
         with a, b:
             with pytest.raises(ZeroCopyUnavailable, match="needs interface="):
                 async with open_zc_receiver(a, mode="zcrx"):
@@ -168,7 +172,7 @@ with Ring(8, flags=f, required=f) as ring:
                                ffi.new("struct tu_zcrx_info *"))
 print("KERNEL", ret, registration_error(ret, interface="lo", queue=0, nodev=False))
 async def main():
-    a, b = socket.socketpair()
+    a = socket.socket()  # TCP (zcrx receives nothing else); unconnected is enough here
     try:
         async with trio_uring.open_zc_receiver(a, mode="zcrx-nodev"):
             pass
@@ -196,7 +200,7 @@ def test_veth_in_our_own_namespace_fails_with_eopnotsupp() -> None:
         code = """
 import trio, trio_uring, socket
 async def main():
-    a, b = socket.socketpair()
+    a = socket.socket()
     try:
         async with trio_uring.open_zc_receiver(a, mode="zcrx", interface="tuv0"):
             pass
@@ -236,3 +240,17 @@ def test_doctor_reads_nic_state_without_changing_it(tmp_path: Path) -> None:
     assert "ethtool -L bnxt0 combined 4" in str(bn)
     assert not check_interface("nosuch", sysfs=tmp_path).exists
     assert "software device" in str(check_interface("lo"))
+
+
+def test_zcrx_modes_refuse_non_tcp_sockets() -> None:
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with a, b:
+            with pytest.raises(ZeroCopyUnavailable, match="TCP only; this is an AF_UNIX socket"):
+                async with open_zc_receiver(a, mode="zcrx-nodev"):
+                    pass
+            async with open_zc_receiver(a) as rx:
+                assert rx.mode == "copy"
+                assert "zcrx-nodev: zcrx receives TCP only" in rx.statistics().fallback_reason
+
+    trio_uring.run(main)

@@ -142,6 +142,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._error: BaseException | None = None
         self._closed = False
         self._starved = False
+        self._resume_at = 0  # after running dry, re-arm once this few leases are still out
         self._stats = ReceiverStatistics(mode=mode, fallback_reason=fallback_reason)
         self._ifq: Ifq | None = None
         self._bufs: BufferRing | None = None
@@ -211,9 +212,19 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             if res == 0:
                 self._eof = True
             elif res == -starve_errno:
-                self._starved = True  # every buffer is leased out: re-armed on release
-                if not self._out:
-                    self._arm()
+                # Every buffer is leased out. Re-arm once half of them came back, not at the
+                # first release: one buffer at a time would cost a re-arm per completion.
+                self._starved = True
+                held = len(self._out) + len(self._zombies)
+                self._resume_at = held // 2
+                if self._ifq is not None:
+                    self._ifq.flush_wanted = True
+                if held == 0:  # nothing of ours is out
+                    self._starved = False
+                    if self._ifq is not None:
+                        self._ifq.starved.add(self)  # others hold the area: wait for their refills
+                    else:
+                        self._arm()  # our recycled buffers reach the kernel before this SQE
             elif res == -_errno.ENOSPC or (res > 0 and not self._closed):
                 self._arm()  # the CQ was full, or the kernel ended the multishot itself
             elif res < 0 and res != -_errno.ECANCELED:
@@ -248,8 +259,10 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             self._refs[key] = refs
             if refs == 0 and not self._held[key]:
                 self._recycle.append(key)
-        if self._starved and not self._closed:
+        if self._starved and not self._closed and len(self._out) + len(self._zombies) <= self._resume_at:
             self._starved = False
+            if self._ifq is not None:
+                self._ifq.flush_wanted = True
             self._driver.pre_enter.append(self._rearm_once)
 
     def _rearm_once(self) -> None:
@@ -328,6 +341,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         with contextlib.suppress(ValueError):
             d.pre_enter.remove(self._rearm_once)
         if self._ifq is not None:
+            self._ifq.starved.discard(self)
             self._ifq.flush()
             self._ifq.users -= 1
         if self._bufs is not None:
@@ -338,8 +352,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             reschedule(task)
 
 
-def _socket_fd(obj: Any) -> tuple[int, Any]:
-    """(fd, UringSocket or None) for a stream, socket or listener-accepted stream."""
+def _socket_fd(obj: Any) -> tuple[int, Any, int]:
+    """(fd, UringSocket or None, address family) for a stream or a socket."""
     from .._net._socket import UringSocket  # noqa: PLC0415 - zerocopy sits beside _net
 
     sock = getattr(obj, "socket", obj)
@@ -350,11 +364,16 @@ def _socket_fd(obj: Any) -> tuple[int, Any]:
         raise trio.ClosedResourceError("the socket is closed")
     if getattr(sock, "type", _stdlib.SOCK_STREAM) != _stdlib.SOCK_STREAM:
         raise ValueError("zero-copy receive needs a TCP stream socket")
-    return fd, sock if isinstance(sock, UringSocket) else None
+    family = getattr(sock, "family", _stdlib.AF_INET)
+    return fd, sock if isinstance(sock, UringSocket) else None, int(family)
 
 
-def _zcrx_ifq(driver: OpDriver, mode: str, interface: str | None, queue: int, area_size: int) -> Ifq:
+def _zcrx_ifq(driver: OpDriver, mode: str, interface: str | None, queue: int, area_size: int, *,
+              family: int) -> Ifq:
     """The ifq for ``mode`` on this run's ring, or ZeroCopyUnavailable naming what is missing."""
+    if family not in (_stdlib.AF_INET, _stdlib.AF_INET6):
+        raise ZeroCopyUnavailable(f"zcrx receives TCP only; this is an {_stdlib.AddressFamily(family).name} "
+                                  "socket", "use mode='copy' (or 'auto') for it")
     if mode == "zcrx" and interface is None:
         raise ZeroCopyUnavailable("mode 'zcrx' needs interface= (the NIC that receives the traffic)",
                                   "pass interface='eth0' (see `ip link`) and queue=N")
@@ -386,7 +405,7 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
         raise ValueError(f"mode must be one of {', '.join((*MODES, 'auto'))}, not {mode!r}")
     if not isinstance(area_size, int) or area_size <= 0:
         raise ValueError(f"area_size must be a positive int, got {area_size!r}")
-    fd, usock = _socket_fd(stream_or_socket)
+    fd, usock, family = _socket_fd(stream_or_socket)
     driver = current_driver()
     reasons: list[str] = []
     chosen, ifq = "copy", None
@@ -395,7 +414,7 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
             chosen = m
             break
         try:
-            ifq = _zcrx_ifq(driver, m, interface, 0 if queue is None else queue, area_size)
+            ifq = _zcrx_ifq(driver, m, interface, 0 if queue is None else queue, area_size, family=family)
         except ZeroCopyUnavailable as exc:
             if mode != "auto":
                 raise

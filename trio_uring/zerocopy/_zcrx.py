@@ -134,6 +134,12 @@ class Ifq:
         self.refills = 0
         self.flushes = 0
         self.users = 0
+        #: Device-less mode: the kernel takes refilled buffers back only on a FLUSH_RQ
+        #: syscall. It is made when a receiver ran out of area (-ENOMEM) or the refill ring
+        #: fills up, not once per pass.
+        self.flush_wanted = False
+        #: Receivers that ran dry while holding nothing: re-armed when buffers come back.
+        self.starved: set[Any] = set()
         driver.pre_enter.append(self.flush)
 
     def give_back(self, off: int, length: int) -> None:
@@ -149,19 +155,27 @@ class Ifq:
         self._lens.append(length)
 
     def flush(self) -> None:
-        if not self._offs or self.driver.ring.closed:
+        """Publish queued refill entries (one release store), flush them where needed."""
+        if self.driver.ring.closed or not (self._offs or self.flush_wanted):
             return
         n = len(self._offs)
-        done = lib.tu_zcrx_refill(self._ptr, ffi.new("uint64_t[]", self._offs),
+        done = 0 if not n else lib.tu_zcrx_refill(self._ptr, ffi.new("uint64_t[]", self._offs),
                                   ffi.new("uint32_t[]", self._lens), n)
         if done < 0:  # give_back validates; reaching this is a bug, and nothing was written
             raise RuntimeError(f"zcrx refill rejected a batch: {os.strerror(-done)}")
         self.refills += done
         del self._offs[:done]
         del self._lens[:done]
-        # device-less: the kernel consumes refill entries only when told to
-        if done and self.nodev and lib.tu_zcrx_flush_rq(self.driver.ring.native, self._ptr) == 0:
-            self.flushes += 1
+        if self.starved:
+            self.flush_wanted = True
+        if self.nodev and (self.flush_wanted or lib.tu_zcrx_rq_space(self._ptr) < self.rq_entries // 4):
+            self.flush_wanted = False
+            if lib.tu_zcrx_flush_rq(self.driver.ring.native, self._ptr) == 0:
+                self.flushes += 1
+        if done and self.starved:
+            starved, self.starved = self.starved, set()
+            for rx in starved:
+                rx._arm()
 
     def view(self, off: int, length: int) -> memoryview:
         start = off & AREA_MASK

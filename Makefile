@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest trio-suite trio-oldest clean
+.PHONY: setup demo test lint typecheck pytest trio-suite trio-oldest kernel-lane clean
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -50,7 +50,20 @@ trio-oldest: $(VENV_OLD)/.stamp
 	$(VENV_OLD)/bin/python -m pytest -q tests/core
 	$(VENV_OLD)/bin/python -m pytest -c tests/trio_suite/pytest.ini --rootdir . -q --pyargs $(TRIO_SUITE)
 
-test: lint typecheck pytest trio-suite trio-oldest
+# The kernel lane: the zcrx-nodev tests and the core, receiver and socket suites on the
+# newest Debian kernel >= 7.1, in a VM. Fails loudly when the VM cannot run, unless
+# TRIO_URING_SKIP_KERNEL_LANE=1.
+KERNEL_LANE_TESTS := tests/kernel tests/core tests/zerocopy tests/net/test_socket.py \
+	tests/net/test_stream_conformance.py
+kernel-lane: setup
+	@if [ "$$TRIO_URING_SKIP_KERNEL_LANE" = 1 ]; then \
+		echo "kernel lane SKIPPED (TRIO_URING_SKIP_KERNEL_LANE=1)"; \
+	else \
+		scripts/kernel-vm python -m pytest -q -s -p no:cacheprovider -o faulthandler_timeout=300 \
+			$(KERNEL_LANE_TESTS); \
+	fi
+
+test: lint typecheck pytest trio-suite trio-oldest kernel-lane
 
 clean:
 	rm -rf $(VENV) $(VENV_OLD) build *.egg-info trio_uring/_native*.so trio_uring/_native.c

@@ -38,7 +38,12 @@ def run_trio(backend: str, mode: str) -> None:
         except trio.BrokenResourceError:
             pass
 
-    handler = echo if mode == "echo" else sink
+    async def sink_zc(stream: trio.abc.Stream) -> None:
+        async with trio_uring.open_zc_receiver(stream, mode="copy") as rx:
+            async for lease in rx:
+                lease.release()
+
+    handler = {"echo": echo, "sink": sink, "sink-zc": sink_zc}[mode]
 
     async def main() -> None:
         if backend == "trio_factory":
@@ -52,6 +57,7 @@ def run_trio(backend: str, mode: str) -> None:
 
 
 def run_asyncio(backend: str, mode: str) -> None:
+    mode = "sink" if mode == "sink-zc" else mode
     if backend.startswith("uvloop"):
         import uvloop
 
@@ -92,6 +98,7 @@ if __name__ == "__main__":
     if backend not in BACKENDS:
         raise SystemExit(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
     if backend.startswith("trio"):
-        run_trio(backend, mode)
+        # the ZeroCopyReceiver is trio_uring's; the others run their ordinary sink
+        run_trio(backend, mode if backend == "trio_uring" else mode.replace("sink-zc", "sink"))
     else:
         run_asyncio(backend, mode)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest trio-suite trio-oldest kernel-lane clean
+.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -23,7 +23,12 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/python -m trio_uring doctor || true
-	$(BIN)/python examples/ring_echo.py
+	$(BIN)/python examples/echo_server.py --demo
+	$(BIN)/python examples/zero_copy_sink.py
+
+bench: setup
+	$(BIN)/python -m pip install -q uvloop matplotlib
+	$(BIN)/python benchmarks/bench.py --update-readme
 
 lint: setup
 	$(BIN)/ruff check trio_uring tests examples benchmarks _native/build.py

@@ -69,48 +69,33 @@ def test_auto_picks_zcrx_nodev_after_hardware_fails() -> None:
     trio_uring.run(main)
 
 
+async def zc_transfer(total: int, seed: int, area_size: int) -> Any:
+    """Send ``total`` bytes over loopback TCP, receive them through a device-less zcrx
+    receiver hashing each lease in place; check the bytes, return the statistics."""
+    tx, rxs = tcp_pair()
+    h = hashlib.sha256()
+    async with trio.open_nursery() as n:
+        n.start_soon(send_all_then_eof, tx, total, seed)
+        async with rxs, open_zc_receiver(rxs, mode="zcrx-nodev", area_size=area_size) as rx:
+            async for lease in rx:
+                with lease:
+                    h.update(lease.data)
+            stats = rx.statistics()
+    assert h.digest() == digest(total, seed)
+    return stats
+
+
 @pytest.mark.parametrize("runner", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
 def test_64MiB_byte_exact_through_a_small_area(runner: Any) -> None:
-    total, seed = 64 * MiB, 1
-    out: list[Any] = []
-
-    async def main() -> None:
-        tx, rxs = tcp_pair()
-        h = hashlib.sha256()
-        async with trio.open_nursery() as n:
-            n.start_soon(send_all_then_eof, tx, total, seed)
-            async with rxs, open_zc_receiver(rxs, mode="zcrx-nodev", area_size=1 * MiB) as rx:
-                async for lease in rx:
-                    with lease:
-                        h.update(lease.data)
-                out.append(rx.statistics())
-        assert h.digest() == digest(total, seed)
-
-    runner(main)
-    st = out[0]
+    st = runner(zc_transfer, 64 * MiB, 1, 1 * MiB)
     print(f"\n64 MiB through a 1 MiB area ({runner.__module__}): {st}")
-    assert st.bytes == total and st.refills == st.completions and st.leases_out == 0
+    assert st.bytes == 64 * MiB and st.refills == st.completions and st.leases_out == 0
     assert st.completions > 256 and st.flushes > 0  # the area was recycled many times over
 
 
 def test_enospc_rearm_with_a_tiny_cq() -> None:
-    total, seed = 16 * MiB, 2
-    out: list[Any] = []
-
-    async def main() -> None:
-        tx, rxs = tcp_pair()
-        h = hashlib.sha256()
-        async with trio.open_nursery() as n:
-            n.start_soon(send_all_then_eof, tx, total, seed)
-            async with rxs, open_zc_receiver(rxs, mode="zcrx-nodev", area_size=4 * MiB) as rx:
-                async for lease in rx:
-                    with lease:
-                        h.update(lease.data)
-                out.append(rx.statistics())
-        assert h.digest() == digest(total, seed)
-
-    trio_uring.run(main, entries=2)  # a 4-entry CQ: the multishot ends with -ENOSPC, again and again
-    st = out[0]
+    # a 4-entry CQ: the multishot ends with -ENOSPC again and again
+    st = trio_uring.run(zc_transfer, 16 * MiB, 2, 4 * MiB, entries=2)
     print(f"\ntiny CQ: {st}")
     assert st.rearms > 1
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno as _errno
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import outcome
 import trio
@@ -33,6 +33,7 @@ from ._ring import CQE_F_MORE, Batch, Ring
 __all__ = ["BigMultishotOp", "MultishotOp", "Op", "OpDriver"]
 
 _CANCELLED = (-_errno.ECANCELED, -_errno.EINTR)
+OpT = TypeVar("OpT", bound="Op")
 
 
 class Op:
@@ -156,6 +157,17 @@ class OpDriver:
         if error is not None:
             raise error
 
+    def _issue(self, op: OpT, prep: Callable[..., int], args: tuple[Any, ...]) -> OpT:
+        """Write ``op``'s SQE (``prep(*args, ud)``) and track it until its final CQE."""
+        if self.closed:
+            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
+        op.slot = prep(*args, op.ud)
+        op.gen = self.ring.submit_generation
+        self.ring.inflight[op.ud] = op
+        if self._on_queued is not None:
+            self._on_queued()
+        return op
+
     # ---- single-shot ops ------------------------------------------------------------------
     async def perform(self, name: str, prep: Callable[..., int], *args: Any,
                       fd: int = -1, keep: Any = None) -> int:
@@ -172,16 +184,9 @@ class OpDriver:
 
     async def start(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None) -> int:
         """Like :meth:`perform` without the initial checkpoint and the error mapping."""
-        if self.closed:
-            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
         ring = self.ring
-        ud = next(self._ids)
-        op = Op(ud, current_task(), fd, keep)
-        op.slot = prep(*args, ud)
-        op.gen = ring.submit_generation
-        ring.inflight[ud] = op
-        if self._on_queued is not None:
-            self._on_queued()
+        op = self._issue(Op(next(self._ids), current_task(), fd, keep), prep, args)
+        ud = op.ud
 
         def abort(raise_cancel: Callable[[], Any]) -> Abort:
             if ring.closed:
@@ -205,30 +210,12 @@ class OpDriver:
         The final CQE (no ``IORING_CQE_F_MORE``) also goes to ``on_cqe``; cancel with
         :meth:`cancel`.
         """
-        if self.closed:
-            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
-        ud = next(self._ids)
-        op = MultishotOp(ud, fd, keep, on_cqe)
-        op.slot = prep(*args, ud)
-        op.gen = self.ring.submit_generation
-        self.ring.inflight[ud] = op
-        if self._on_queued is not None:
-            self._on_queued()
-        return op
+        return self._issue(MultishotOp(next(self._ids), fd, keep, on_cqe), prep, args)
 
     def start_multishot32(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None,
                           on_cqe32: Callable[[int, int, int], None]) -> BigMultishotOp:
         """:meth:`start_multishot` for CQE32 payloads: ``on_cqe32(res, flags, first_u64)``."""
-        if self.closed:
-            raise trio.ClosedResourceError("the io_uring ring of this run is closed")
-        ud = next(self._ids)
-        op = BigMultishotOp(ud, fd, keep, on_cqe32)
-        op.slot = prep(*args, ud)
-        op.gen = self.ring.submit_generation
-        self.ring.inflight[ud] = op
-        if self._on_queued is not None:
-            self._on_queued()
-        return op
+        return self._issue(BigMultishotOp(next(self._ids), fd, keep, on_cqe32), prep, args)
 
     def cancel(self, op: Op) -> None:
         """Ask the kernel to cancel ``op``; its final CQE still arrives (with -ECANCELED)."""

@@ -21,7 +21,7 @@ from ._io_manager import UringIOManager
 from ._ops import OpDriver
 from ._ring import Ring, run_ring_flags
 
-__all__ = ["current_driver"]
+__all__ = ["current_driver", "existing_driver"]
 
 _DRIVER: RunVar[OpDriver] = RunVar("trio_uring_driver")
 _MAX_ROUNDS = 8  # reap rounds per wakeup before the driver yields to the tasks it woke
@@ -48,6 +48,15 @@ def current_driver() -> OpDriver:
     driver = mgr.driver if mgr is not None else _PlainDriver().driver
     _DRIVER.set(driver)
     return driver
+
+
+def existing_driver() -> OpDriver | None:
+    """The current run's op driver if one was created (never creates one)."""
+    try:
+        return _DRIVER.get()
+    except LookupError:
+        mgr = _io_manager_of_this_run()
+        return mgr.driver if mgr is not None else None
 
 
 class _PlainDriver(trio.abc.Instrument):

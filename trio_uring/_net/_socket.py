@@ -30,7 +30,7 @@ import trio
 from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from .._core._ops import MultishotOp, OpDriver
-from .._core._plain import current_driver
+from .._core._plain import current_driver, existing_driver
 from .._core._ring import CQE_F_MORE, readable_cbuf
 from .._core._sockaddr import encode_sockaddr
 from .._native import ffi
@@ -236,7 +236,9 @@ class UringSocket(trio.socket.SocketType):
         if fd >= 0:
             with contextlib.suppress(RuntimeError):  # outside a run nothing can be waiting
                 trio.lowlevel.notify_closing(fd)
-                current_driver().close_fd_ops(fd)
+                driver = existing_driver()
+                if driver is not None:
+                    driver.close_fd_ops(fd)
 
     def close(self) -> None:
         if self._sock.fileno() != -1:

@@ -40,8 +40,9 @@ def run_trio(backend: str, mode: str) -> None:
 
     async def sink_zc(stream: trio.abc.Stream) -> None:
         async with trio_uring.open_zc_receiver(stream, mode="copy") as rx:
-            async for lease in rx:
-                lease.release()
+            while batch := await rx.receive_batch():
+                for lease in batch:
+                    lease.release()
 
     handler = {"echo": echo, "sink": sink, "sink-zc": sink_zc}[mode]
 

@@ -266,3 +266,27 @@ def test_bad_arguments_are_rejected_clearly(run: Runner) -> None:
                 await rx.receive()
 
     run(main)
+
+
+def test_receive_batch_drains_in_order_with_one_checkpoint(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        payload = os.urandom(3 * MiB)
+        got = bytearray()
+        batches = 0
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, [payload])
+            async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                with pytest.raises(ValueError, match="max_leases"):
+                    await rx.receive_batch(0)
+                while batch := await rx.receive_batch(max_leases=4):
+                    assert 1 <= len(batch) <= 4
+                    batches += 1
+                    for lease in batch:
+                        with lease:
+                            got += lease.data
+                assert await rx.receive_batch() == []  # still the end of the stream
+        assert got == payload and batches < rx.statistics().completions + 1
+        await rx_stream.aclose()
+
+    run(main)

@@ -309,6 +309,24 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             raise trio.ClosedResourceError("this zero-copy receiver is closed")
         raise trio.EndOfChannel
 
+    async def receive_batch(self, max_leases: int = 64) -> list[Lease]:
+        """Every lease already received (at least one, at most ``max_leases``), in order.
+
+        One checkpoint for the whole batch instead of one per lease: the fast way to drain a
+        busy stream. An empty list means end of stream.
+        """
+        if max_leases < 1:
+            raise ValueError("max_leases must be >= 1")
+        try:
+            first = await self.receive()
+        except trio.EndOfChannel:
+            return []
+        batch = [first]
+        ready = self._ready
+        while ready and len(batch) < max_leases:
+            batch.append(ready.popleft())
+        return batch
+
     def statistics(self) -> ReceiverStatistics:
         st = attrs.evolve(self._stats)
         if self._ifq is not None:

@@ -64,7 +64,7 @@ kernel-lane: setup
 	@if [ "$$TRIO_URING_SKIP_KERNEL_LANE" = 1 ]; then \
 		echo "kernel lane SKIPPED (TRIO_URING_SKIP_KERNEL_LANE=1)"; \
 	else \
-		scripts/kernel-vm python -m pytest -q -s -p no:cacheprovider -o faulthandler_timeout=300 \
+		scripts/kernel-vm python -m pytest -q -s --color=no -p no:cacheprovider -o faulthandler_timeout=300 \
 			$(KERNEL_LANE_TESTS); \
 	fi
 

@@ -21,7 +21,6 @@ unsigned tu_ring_sq_entries(tu_ring *r);
 unsigned tu_ring_cq_entries(tu_ring *r);
 unsigned tu_ring_sq_pending(tu_ring *r);
 unsigned tu_ring_sq_flags(tu_ring *r);
-unsigned tu_ring_cq_overflow(tu_ring *r);
 unsigned long long tu_ring_enter_calls(tu_ring *r);
 
 /* Submit everything queued, wait for `wait_nr` completions (timeout_ns < 0: no limit),
@@ -97,8 +96,6 @@ int tu_zcrx_fill_rqes(struct tu_zcrx_rqe *rqes, uint32_t mask, uint32_t tail, ui
 int tu_zcrx_refill(tu_zcrx *z, const uint64_t *offs, const uint32_t *lens, unsigned n);
 unsigned tu_zcrx_rq_space(tu_zcrx *z);
 int tu_zcrx_flush_rq(tu_ring *r, tu_zcrx *z);
-/* Raw view for tests: the refill ring region and its size. */
-char *tu_zcrx_rq_region(tu_zcrx *z, size_t *size);
 /* sizeof/offsetof of the kernel structs as compiled here, in a fixed order (tests compare
  * them with the kernel UAPI). Returns how many values there are. */
 int tu_abi_layout(uint32_t *out, unsigned n);
@@ -108,4 +105,3 @@ int tu_abi_layout(uint32_t *out, unsigned n);
 int tu_try_setup(unsigned flags);
 /* out[op] = 1 for each supported opcode; returns last_op + 1 or -errno. */
 int tu_probe_opcodes(tu_ring *r, uint8_t *out, unsigned n);
-int tu_register_raw(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args);

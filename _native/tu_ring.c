@@ -64,7 +64,6 @@ unsigned tu_ring_sq_entries(tu_ring *r) { return r->ring.sq.ring_entries; }
 unsigned tu_ring_cq_entries(tu_ring *r) { return r->ring.cq.ring_entries; }
 unsigned tu_ring_sq_pending(tu_ring *r) { return r->ring.sq.sqe_tail - r->ring.sq.sqe_head; }
 unsigned tu_ring_sq_flags(tu_ring *r) { return IO_URING_READ_ONCE(*r->ring.sq.kflags); }
-unsigned tu_ring_cq_overflow(tu_ring *r) { return IO_URING_READ_ONCE(*r->ring.cq.koverflow); }
 unsigned long long tu_ring_enter_calls(tu_ring *r) { return r->enter_calls; }
 
 /* Publish locally prepared SQEs; returns how many the kernel has not consumed yet. */
@@ -239,11 +238,6 @@ int tu_probe_opcodes(tu_ring *r, uint8_t *out, unsigned n)
     int last = p->last_op + 1;
     io_uring_free_probe(p);
     return last;
-}
-
-int tu_register_raw(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args)
-{
-    return io_uring_register(r->ring.ring_fd, opcode, arg, nr_args);
 }
 
 int tu_register_eventfd(tu_ring *r, int fd)

@@ -126,12 +126,6 @@ int tu_zcrx_flush_rq(tu_ring *r, tu_zcrx *z)
     return io_uring_register(r->ring.ring_fd, TU_IORING_REGISTER_ZCRX_CTRL, &ctrl, 0);
 }
 
-char *tu_zcrx_rq_region(tu_zcrx *z, size_t *size)
-{
-    *size = z->rq_bytes;
-    return z->rq;
-}
-
 int tu_abi_layout(uint32_t *out, unsigned n)
 {
     const uint32_t v[] = {

@@ -37,7 +37,7 @@ from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
 from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE, SetupFlags
 from .._native import ffi
-from ._zcrx import Ifq, ZeroCopyUnavailable, get_ifq
+from ._zcrx import AREA_MASK, Ifq, ZeroCopyUnavailable, get_ifq
 
 __all__ = ["Lease", "ReceiverStatistics", "ZeroCopyReceiver", "open_zc_receiver"]
 
@@ -202,7 +202,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
     def _on_zc_cqe(self, res: int, flags: int, off: int) -> None:
         if res > 0 and flags & CQE_F_MORE:
             assert self._ifq is not None
-            start = off & ((1 << 48) - 1)
+            start = off & AREA_MASK
             self._deliver(Lease(self, ffi.buffer(self._ifq._slab + start, res), off, res))
         self._after_cqe(res, flags, _errno.ENOMEM)
 

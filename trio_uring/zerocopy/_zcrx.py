@@ -106,8 +106,7 @@ class Ifq:
         self.nodev = nodev
         self.interface = interface
         self.queue = queue
-        self._slab, view = alloc_slab(area_size)
-        self.area = view.toreadonly()
+        self._slab, _view = alloc_slab(area_size)  # leases view it through per-lease buffers
         self.area_size = area_size
         if nodev:
             if_idx = 0
@@ -176,10 +175,6 @@ class Ifq:
             starved, self.starved = self.starved, set()
             for rx in starved:
                 rx._arm()
-
-    def view(self, off: int, length: int) -> memoryview:
-        start = off & AREA_MASK
-        return self.area[start:start + length]
 
 
 def get_ifq(driver: OpDriver, interface: str | None, queue: int, area_size: int, *, nodev: bool,

@@ -20,15 +20,15 @@ from __future__ import annotations
 import errno as _errno
 import os
 from collections import deque
-from typing import Any
 
 import trio
-from trio.lowlevel import Abort, RunVar, Task, current_task, reschedule, wait_task_rescheduled
+from trio.lowlevel import RunVar
 
 from .._core._bufring import BufferRing
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
 from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE
+from .._core._waiter import Waiter
 
 __all__ = ["BufferPool", "StreamReceiver", "buffer_pool", "configure_receive_buffers"]
 
@@ -122,7 +122,7 @@ class StreamReceiver:
     """The receive side of one stream socket: a multishot recv and its queued chunks."""
 
     __slots__ = (
-        "_busy", "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_task", "closed",
+        "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_waiter", "closed",
         "max_pending",
     )
 
@@ -132,10 +132,9 @@ class StreamReceiver:
         self._chunks: deque[tuple[int, int, int]] = deque()
         self._pending = 0
         self._op: MultishotOp | None = None
-        self._task: Task | None = None
+        self._waiter = Waiter()
         self._eof = False
         self._error: OSError | None = None
-        self._busy = False
         self.closed = False
         self.max_pending = max_pending
 
@@ -171,10 +170,8 @@ class StreamReceiver:
                 # cancelled for backpressure and drained meanwhile, or the kernel ended the
                 # multishot on its own (e.g. CQ pressure): keep receiving
                 self.arm()
-        task = self._task
-        if task is not None and (self._chunks or self._eof or self._error is not None):
-            self._task = None
-            reschedule(task)
+        if self._waiter.task is not None and (self._chunks or self._eof or self._error is not None):
+            self._waiter.wake()
 
     # ---- task side --------------------------------------------------------------------------
     @property
@@ -186,13 +183,7 @@ class StreamReceiver:
         self.arm()
         if self.ready:
             return
-        self._task = current_task()
-
-        def abort(_: Any) -> Abort:
-            self._task = None
-            return Abort.SUCCEEDED
-
-        await wait_task_rescheduled(abort)
+        await self._waiter.park()
         if self.closed:
             raise trio.ClosedResourceError("another task closed this socket")
 
@@ -255,6 +246,4 @@ class StreamReceiver:
             self._pool.release(bid)
         self._chunks.clear()
         self._pending = 0
-        task, self._task = self._task, None
-        if task is not None:
-            reschedule(task)
+        self._waiter.wake()

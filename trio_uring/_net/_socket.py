@@ -27,12 +27,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
-from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver, existing_driver
 from .._core._ring import CQE_F_MORE, readable_cbuf
 from .._core._sockaddr import encode_sockaddr
+from .._core._waiter import Waiter
 from .._native import ffi
 from ._rxbuf import StreamReceiver
 
@@ -70,7 +70,7 @@ class _AcceptQueue:
         self.fds: deque[int] = deque()
         self.error: OSError | None = None
         self.op: MultishotOp | None = None
-        self.task: Task | None = None
+        self.waiter = Waiter()
         self.closed = False
 
     def arm(self) -> None:
@@ -93,9 +93,8 @@ class _AcceptQueue:
             self.op = None
             if res >= 0 or res == -_errno.ECANCELED:
                 self.arm()
-        if self.task is not None and (self.fds or self.error is not None):
-            task, self.task = self.task, None
-            reschedule(task)
+        if self.fds or self.error is not None:
+            self.waiter.wake()
 
     async def get(self) -> int:
         self.arm()
@@ -103,13 +102,7 @@ class _AcceptQueue:
             if self.error is not None:
                 err, self.error = self.error, None
                 raise err
-            self.task = current_task()
-
-            def abort(_: Any) -> Abort:
-                self.task = None
-                return Abort.SUCCEEDED
-
-            await wait_task_rescheduled(abort)
+            await self.waiter.park()
             if self.closed:
                 raise trio.ClosedResourceError("another task closed this socket")
             self.arm()
@@ -124,9 +117,7 @@ class _AcceptQueue:
             self.driver.cancel(self.op)
         while self.fds:
             os.close(self.fds.popleft())
-        if self.task is not None:
-            task, self.task = self.task, None
-            reschedule(task)
+        self.waiter.wake()
 
 
 class UringSocket(trio.socket.SocketType):

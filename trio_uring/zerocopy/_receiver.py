@@ -29,13 +29,13 @@ from typing import Any
 
 import attrs
 import trio
-from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_rescheduled
 
 from .._core._bufring import BufferRing
 from .._core._caps import has_cap_net_admin
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
 from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE, SetupFlags
+from .._core._waiter import Waiter
 from .._native import ffi
 from ._zcrx import AREA_MASK, Ifq, ZeroCopyUnavailable, get_ifq
 
@@ -136,7 +136,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._ready: deque[Lease] = deque()
         self._out: set[Lease] = set()
         self._zombies: list[Lease] = []
-        self._task: Task | None = None
+        self._waiter = Waiter()
         self._op: MultishotOp | None = None
         self._eof = False
         self._error: BaseException | None = None
@@ -229,10 +229,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
                 self._arm()  # the CQ was full, or the kernel ended the multishot itself
             elif res < 0 and res != -_errno.ECANCELED:
                 self._error = OSError(-res, f"zero-copy receive: {os.strerror(-res)}")
-        task = self._task
-        if task is not None and (self._ready or self._eof or self._error is not None):
-            self._task = None
-            reschedule(task)
+        if self._waiter.task is not None and (self._ready or self._eof or self._error is not None):
+            self._waiter.wake()
 
     # ---- giving buffers back -----------------------------------------------------------------
     def _memory_owner(self) -> Any:
@@ -292,13 +290,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._ready and not self._eof and self._error is None:
             self._arm()
-            self._task = current_task()
-
-            def abort(_: Any) -> Abort:
-                self._task = None
-                return Abort.SUCCEEDED
-
-            await wait_task_rescheduled(abort)
+            await self._waiter.park()
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
         if self._ready:
@@ -365,9 +357,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         if self._bufs is not None:
             # the kernel stops using the memory now; views still exported keep it mapped
             self._bufs.close()
-        task, self._task = self._task, None
-        if task is not None:
-            reschedule(task)
+        self._waiter.wake()
 
 
 def _socket_fd(obj: Any) -> tuple[int, Any, int]:

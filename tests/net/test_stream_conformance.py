@@ -48,3 +48,15 @@ def test_check_half_closeable_stream(runner: Callable[..., Any]) -> None:
         await trio.testing.check_half_closeable_stream(stream_maker, clogged_stream_maker)
 
     runner(main)
+
+
+def test_check_half_closeable_stream_with_io_uring_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRIO_URING_SEND=ring: every send is an io_uring SEND op, submitted once per pass."""
+    import trio_uring._net._socket as sockmod  # noqa: PLC0415 - the module whose switch we flip
+
+    monkeypatch.setattr(sockmod, "_DIRECT_SEND", False)
+
+    async def main() -> None:
+        await trio.testing.check_half_closeable_stream(stream_maker, clogged_stream_maker)
+
+    trio_uring.run(main)

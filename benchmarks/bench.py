@@ -46,6 +46,12 @@ SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
 }
 
 
+def kernel() -> str:
+    """The kernel version, without the build's local suffix."""
+    m = re.match(r"[\d.]+", platform.release())
+    return m.group(0) if m else platform.release()
+
+
 def build_native() -> dict[str, Path]:
     BUILD.mkdir(exist_ok=True)
     out = {}
@@ -188,7 +194,7 @@ def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(scen))], scen)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel("throughput relative to stock trio")
-    ax.set_title(f"trio-uring benchmarks ({platform.release()}, {time.strftime('%Y-%m-%d')})")
+    ax.set_title(f"trio-uring benchmarks (Linux {kernel()}, {time.strftime('%Y-%m-%d')})")
     ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -219,16 +225,20 @@ def main() -> None:
                 results.setdefault(scenario, {})[server] = measure(server, scenario, exes, seconds, strace)
             except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
                 print(f"skipped {server} / {scenario}: {exc}", file=sys.stderr)
-    head = (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {platform.release()}, "
+    head = (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
             f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}, {seconds:g} s per measurement")
     text = head + "\n" + table(results)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps({"header": head, "results": results}, indent=1))
-    (RESULTS / "latest.txt").write_text(text + "\n")
-    has_png = chart(results, RESULTS / "latest.png")
-    if args.update_readme:
+    # Only a run of the whole suite replaces the published results; a partial run (some
+    # servers or scenarios) goes to partial.* so experiments never overwrite them.
+    full = set(servers) == set(SERVERS) and set(args.scenarios.split(",")) == set(SCENARIOS)
+    name = "latest" if full else "partial"
+    (RESULTS / f"{name}.json").write_text(json.dumps({"header": head, "results": results}, indent=1))
+    (RESULTS / f"{name}.txt").write_text(text + "\n")
+    has_png = chart(results, RESULTS / f"{name}.png")
+    if args.update_readme and full:
         readme = ROOT / "README.md"
         block = ("<!-- bench:start -->\n```\n" + text + "\n```\n"
                  + ("![benchmarks](benchmarks/results/latest.png)\n" if has_png else "")

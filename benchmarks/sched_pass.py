@@ -112,7 +112,7 @@ def main() -> None:
                 row["syscalls"] = per
             results.setdefault(workload, {})[runner] = row
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, "
-          f"kernel {platform.release()}, Python {platform.python_version()}, "
+          f"kernel {platform.release().split('-')[0]}, Python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d')}")
     print(f"{'workload':10} {'backend':11} {'us/iter':>9} {'syscalls/iter':>14}  breakdown")
     for workload, rows in results.items():
@@ -124,8 +124,8 @@ def main() -> None:
               "(trio_uring speed relative to stock trio)")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "sched_pass.json").write_text(json.dumps(
-        {"kernel": platform.release(), "date": time.strftime("%Y-%m-%d"), "results": results}, indent=1))
+    meta = {"kernel": platform.release().split("-")[0], "date": time.strftime("%Y-%m-%d")}
+    (out / "sched_pass.json").write_text(json.dumps({**meta, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_probe_reports_this_machine() -> None:
 
 
 def test_kernel_version_parsing() -> None:
-    assert kernel_version("6.18.44-fc-v669") == (6, 18, 44)
+    assert kernel_version("6.18.44-1-amd64") == (6, 18, 44)
     assert kernel_version("7.2.13+deb14-amd64") == (7, 2, 13)
     assert kernel_version("6.1") == (6, 1)
 

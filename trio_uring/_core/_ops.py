@@ -147,7 +147,7 @@ class OpDriver:
             if not fl & CQE_F_MORE:
                 del inflight[ud]
             try:
-                if op.big and extra is not None:
+                if extra is not None and op.big:
                     op.complete32(res, fl, extra[2 * i])
                 else:
                     op.complete(res, fl)

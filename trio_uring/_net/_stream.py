@@ -38,15 +38,19 @@ def _stream_errors() -> Iterator[None]:
         raise _stream_error(exc) from exc
 
 
+def _stream_socket(socket: Any, who: str) -> UringSocket:
+    if not isinstance(socket, UringSocket):
+        raise TypeError(f"{who} needs a UringSocket, not {type(socket).__name__}")
+    if socket.type != _stdlib.SOCK_STREAM:
+        raise ValueError(f"{who} needs a SOCK_STREAM socket")
+    return socket
+
+
 class UringSocketStream(trio.abc.HalfCloseableStream):
     """A :class:`trio.abc.HalfCloseableStream` on a connected :class:`UringSocket`."""
 
     def __init__(self, socket: UringSocket) -> None:
-        if not isinstance(socket, UringSocket):
-            raise TypeError(f"UringSocketStream needs a UringSocket, not {type(socket).__name__}")
-        if socket.type != _stdlib.SOCK_STREAM:
-            raise ValueError("UringSocketStream needs a SOCK_STREAM socket")
-        self.socket = socket
+        self.socket = _stream_socket(socket, "UringSocketStream")
         self._send_conflict = _Conflict("another task is currently sending data on this stream")
         if socket.family in (_stdlib.AF_INET, _stdlib.AF_INET6):
             try:
@@ -121,11 +125,7 @@ class UringSocketListener(trio.abc.Listener[UringSocketStream]):
     """A listener whose ``accept`` comes from a multishot io_uring accept."""
 
     def __init__(self, socket: UringSocket) -> None:
-        if not isinstance(socket, UringSocket):
-            raise TypeError(f"UringSocketListener needs a UringSocket, not {type(socket).__name__}")
-        if socket.type != _stdlib.SOCK_STREAM:
-            raise ValueError("UringSocketListener needs a SOCK_STREAM socket")
-        self.socket = socket
+        self.socket = _stream_socket(socket, "UringSocketListener")
 
     async def accept(self) -> UringSocketStream:
         while True:

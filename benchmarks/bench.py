@@ -1,10 +1,14 @@
 """The benchmark suite: every backend side by side in one run, on loopback.
 
-    python benchmarks/bench.py [--quick] [--servers a,b] [--scenarios x,y] [--update-readme]
+    python benchmarks/bench.py [--quick] [--repeat N] [--servers a,b] [--scenarios x,y] [--update-readme]
 
 Servers run pinned to CPU 0, the C load generator (epoll) to CPU 1. Per scenario and server:
-throughput, p50/p99 round-trip latency, server CPU time per request (from /proc), server
-syscalls per request (``strace -c -f`` attached during a second, shorter load) and peak RSS.
+throughput, p50/p99 round-trip latency, server CPU time per request (from /proc), the load
+generator's CPU use (100% means the client, not the server, set the pace), server syscalls
+per request (``strace -c -f`` attached during a second, shorter load) and peak RSS.
+Loopback numbers on a small VM move by tens of percent from one sample to the next, so
+every scenario runs ``--repeat`` rounds, each round every server in turn (interleaved, so
+drift hits all alike); the table shows the median round and the throughput's spread.
 Prints a table with ratios against stock trio and against the C liburing server, writes
 ``benchmarks/results/latest.json`` and ``latest.png``, and with ``--update-readme`` replaces
 the results block of README.md. Everything is measured here and now; nothing is typed in.
@@ -17,8 +21,10 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,6 +96,11 @@ def start_server(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line)
 
 
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def load(exe: Path, mode: str, port: int, *, conns: int, size: int, seconds: float) -> dict[str, Any]:
     out = subprocess.run(["taskset", "-c", CLIENT_CPU, str(exe), mode, str(port), str(conns), str(size),
                           str(seconds)], capture_output=True, text=True, check=True, timeout=seconds + 120)
@@ -126,15 +137,16 @@ def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
             load(exes["loadgen"], "idle", port, conns=conns, size=1, seconds=1.0)
             return {"rss_kib": peak_rss_kib(proc.pid), "rss_base_kib": base}
         load(exes["loadgen"], mode, port, conns=conns, size=size, seconds=min(0.5, seconds))  # warm-up
-        c0 = cpu_seconds(proc.pid)
+        c0, l0 = cpu_seconds(proc.pid), children_cpu()
         res = load(exes["loadgen"], mode, port, conns=conns, size=size, seconds=seconds)
-        cpu = cpu_seconds(proc.pid) - c0
+        cpu, client = cpu_seconds(proc.pid) - c0, children_cpu() - l0
         requests = res["count"] if mode != "sink" else res["bytes"] // size
         row: dict[str, Any] = {
             "per_s": requests / res["seconds"],
             "mb_s": res["bytes"] / res["seconds"] / 1e6 if mode == "sink" else None,
             "p50_us": res["p50_us"], "p99_us": res["p99_us"],
             "cpu_us_per_req": cpu / max(1, requests) * 1e6,
+            "client_cpu": client / res["seconds"],
             "rss_kib": peak_rss_kib(proc.pid),
         }
         if strace:
@@ -145,6 +157,20 @@ def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
     finally:
         proc.kill()
         proc.wait()
+
+
+def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median throughput, plus every round's throughput (the spread)."""
+    if "per_s" not in rows[0]:
+        return rows[0]
+    ordered = sorted(rows, key=lambda r: r["per_s"])
+    mid = dict(ordered[(len(ordered) - 1) // 2])
+    mid["rounds_per_s"] = [r["per_s"] for r in rows]
+    for r in rows:  # strace ran in the first round only
+        if "syscalls_per_req" in r:
+            mid["syscalls_per_req"] = r["syscalls_per_req"]
+    mid["cpu_us_per_req"] = statistics.median(r["cpu_us_per_req"] for r in rows)
+    return mid
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -161,14 +187,18 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         trio_rate = rows.get("trio", {}).get("per_s")
         c_rate = rows.get("c_liburing", {}).get("per_s")
         lines.append(f"  {'server':16} {'req/s':>10} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} "
-                     f"{'cpu us/req':>10} {'sys/req':>8} {'RSS MiB':>8} {'vs trio':>8} {'vs C':>6}")
+                     f"{'cpu us/req':>10} {'sys/req':>8} {'RSS MiB':>8} {'client':>6} {'spread':>7} "
+                     f"{'vs trio':>8} {'vs C':>6}")
         for server, r in rows.items():
             mb = f"{r['mb_s']:8.0f}" if r.get("mb_s") else f"{'':8}"
             vt = f"{r['per_s'] / trio_rate:7.2f}x" if trio_rate else ""
             vc = f"{r['per_s'] / c_rate:5.2f}x" if c_rate else ""
             sc = f"{r['syscalls_per_req']:8.2f}" if "syscalls_per_req" in r else f"{'':8}"
+            runs = r.get("rounds_per_s", [r["per_s"]])
+            spread = f"±{50 * (max(runs) - min(runs)) / r['per_s']:.0f}%"
             lines.append(f"  {server:16} {r['per_s']:10.0f} {mb} {r['p50_us']:8.1f} {r['p99_us']:8.1f} "
-                         f"{r['cpu_us_per_req']:10.2f} {sc} {r['rss_kib'] / 1024:8.1f} {vt:>8} {vc:>6}")
+                         f"{r['cpu_us_per_req']:10.2f} {sc} {r['rss_kib'] / 1024:8.1f} "
+                         f"{100 * r.get('client_cpu', 0):5.0f}% {spread:>7} {vt:>8} {vc:>6}")
     return "\n".join(lines)
 
 
@@ -205,6 +235,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1 s per measurement")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per scenario; the median is shown")
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--no-strace", action="store_true")
@@ -219,16 +250,25 @@ def main() -> None:
     strace = not args.no_strace and shutil.which("strace") is not None
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario in args.scenarios.split(","):
-        for server in servers:
-            print(f"  {scenario:14} {server:16}", end="\r", flush=True, file=sys.stderr)
-            try:
-                results.setdefault(scenario, {})[server] = measure(server, scenario, exes, seconds, strace)
-            except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
-                print(f"skipped {server} / {scenario}: {exc}", file=sys.stderr)
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for rnd in range(1 if scenario.startswith("idle") else args.repeat):
+            for server in servers:
+                print(f"  {scenario:14} {server:16} round {rnd + 1}", end="\r", flush=True, file=sys.stderr)
+                try:
+                    row = measure(server, scenario, exes, seconds, strace and rnd == 0)
+                except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
+                    print(f"skipped {server} / {scenario}: {exc}", file=sys.stderr)
+                    continue
+                rounds.setdefault(server, []).append(row)
+        for server, rows in rounds.items():
+            results.setdefault(scenario, {})[server] = median_row(rows)
     head = (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
-            f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}, {seconds:g} s per measurement")
-    text = head + "\n" + table(results)
+            f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}; median of {args.repeat} "
+            f"interleaved rounds of {seconds:g} s")
+    floor = subprocess.run(["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "floor.py")],
+                           capture_output=True, text=True, check=True).stdout
+    text = f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py):\n{floor.rstrip()}"
     print(text)
     RESULTS.mkdir(exist_ok=True)
     # Only a run of the whole suite replaces the published results; a partial run (some

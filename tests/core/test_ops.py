@@ -12,6 +12,7 @@ import os
 import queue
 import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -127,6 +128,92 @@ def test_cancel_racing_completion_never_loses_bytes(run: Runner, pair: Pair) -> 
 
     run(main)
     assert outcomes["cancelled"] + outcomes["delivered"] == 300
+
+
+def test_issue_then_collect_after_a_checkpoint(run: Runner, pair: Pair) -> None:
+    a, b = pair
+
+    async def main() -> None:
+        d = ll.current_driver()
+        op = d.issue(d.ring.prep_nop)
+        assert op.res is None  # queued, not submitted: nothing can have completed
+        for _ in range(20):  # the run enters the ring between passes
+            if op.res is not None:
+                break
+            await trio.lowlevel.checkpoint()
+        assert op.res == 0
+        assert await d.collect(op) == 0
+        # an op that cannot complete yet: collect() waits for its CQE
+        buf = bytearray(8)
+        op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
+
+        def send_later() -> None:
+            time.sleep(0.02)
+            b.send(b"late")
+
+        async with trio.open_nursery() as n:
+            n.start_soon(trio.to_thread.run_sync, send_later)
+            assert await d.collect(op) == 4
+        assert buf[:4] == b"late"
+        # errors come back as negative errnos, as the kernel gave them
+        op = d.issue(d.ring.prep_send, a.fileno(), b"", 0, fd=a.fileno())
+        b.close()
+        res = await d.collect(op)
+        assert res in (0, -errno.EPIPE, -errno.ECONNRESET)
+
+    run(main)
+
+
+def test_collect_cancelled_before_submission_drops_the_op(run: Runner, pair: Pair) -> None:
+    a, b = pair
+
+    async def main() -> None:
+        d = ll.current_driver()
+        buf = bytearray(8)
+        with trio.CancelScope() as cs:
+            cs.cancel()
+            op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
+            await d.collect(op)
+        assert cs.cancelled_caught
+        assert op.ud not in d.ring.inflight
+        b.send(b"kept")
+        await trio.sleep(0.01)
+        assert a.recv(8) == b"kept" and buf == bytearray(8)
+
+    run(main)
+
+
+def test_collect_cancelled_in_flight_delivers_or_cancels_never_loses(run: Runner, pair: Pair) -> None:
+    a, b = pair
+
+    async def main() -> None:
+        d = ll.current_driver()
+        buf = bytearray(8)
+        op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
+        await trio.lowlevel.checkpoint()  # submitted: the recv waits in the kernel
+        with trio.move_on_after(0.02) as cs:
+            await d.collect(op)
+        assert cs.cancelled_caught and op.res == -errno.ECANCELED
+        assert op.ud not in d.ring.inflight
+        b.send(b"next")
+        assert await ll.recv_into(a, buf) == 4 and buf[:4] == b"next"
+
+    run(main)
+
+
+def test_collect_after_the_fd_was_closed_raises_closed_resource_error(run: Runner, pair: Pair) -> None:
+    a, _b = pair
+
+    async def main() -> None:
+        d = ll.current_driver()
+        buf = bytearray(8)
+        op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
+        await trio.lowlevel.checkpoint()
+        d.close_fd_ops(a.fileno())
+        with pytest.raises(trio.ClosedResourceError):
+            await d.collect(op)
+
+    run(main)
 
 
 def test_shielded_op_completes(run: Runner, pair: Pair) -> None:

@@ -290,3 +290,47 @@ def test_receive_batch_drains_in_order_with_one_checkpoint(run: Runner) -> None:
         await rx_stream.aclose()
 
     run(main)
+
+
+def test_lease_view_is_made_on_first_use_and_unread_leases_go_back(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy") as rx:
+            await tx.send_all(b"x" * 100)
+            lease = await rx.receive()
+            assert lease.data is lease.data and bytes(lease.data) == b"x" * 100
+            lease.release()
+            await tx.send_all(b"y" * 100)
+            unread = await rx.receive()
+            unread.release()  # never looked at: given back all the same
+            with pytest.raises(ValueError, match="released"):
+                unread.data  # noqa: B018
+            st = rx.statistics()
+            assert st.refills == st.completions == 2 and st.leases_out == 0
+
+    run(main)
+
+
+def test_cancelled_receive_batch_keeps_the_ready_leases(run: Runner) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy") as rx:
+            await tx.send_all(b"z")
+            (await rx.receive()).release()  # the receive op is armed now
+            await tx.send_all(b"z" * 4999)
+            with trio.fail_after(5):
+                while not rx._ready:  # received, not yet handed out
+                    await trio.sleep(0.001)
+            with trio.CancelScope() as cs:
+                cs.cancel()
+                await rx.receive_batch()
+            assert cs.cancelled_caught
+            got = bytearray()
+            with trio.fail_after(5):
+                while len(got) < 4999:
+                    for lease in await rx.receive_batch():
+                        with lease:
+                            got += lease.data
+            assert got == b"z" * 4999
+
+    run(main)

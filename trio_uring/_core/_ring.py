@@ -370,6 +370,10 @@ class Ring:
         fn = lib.tu_prep_send_zc if zerocopy else lib.tu_prep_send
         return self._prep(fn, _fd_of(fd), cbuf, nbytes, flags, ud)
 
+    def prep_send_flags(self, fd: int, cbuf: Any, nbytes: int, flags: int, ud: int) -> int:
+        """:meth:`prep_send` with positional flags and an int fd: the hot path of stream sends."""
+        return self._prep(lib.tu_prep_send, fd, cbuf, nbytes, flags, ud)
+
     def prep_sendmsg(self, fd: FdLike, msghdr: Any, ud: int, *, flags: int = 0) -> int:
         return self._prep(lib.tu_prep_sendmsg, _fd_of(fd), msghdr, flags, ud)
 

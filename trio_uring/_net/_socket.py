@@ -135,6 +135,7 @@ class UringSocket(trio.socket.SocketType):
         self._acceptq: _AcceptQueue | None = None
         self._recv_conflict = _Conflict("another task is already receiving on this socket")
         self._is_stream = sock.type == _stdlib.SOCK_STREAM
+        self._driver: OpDriver | None = None
 
     # ---- plain forwarding -----------------------------------------------------------------
     def detach(self) -> int:
@@ -324,11 +325,26 @@ class UringSocket(trio.socket.SocketType):
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         if not self._is_stream or flags:
             return await self._dgram(lambda: self._sock.recv(buflen, flags))
-        with self._recv_conflict:
-            if buflen < 0:
-                raise ValueError("negative buffersize in recv")
-            rx = await self._stream_wait()
+        if buflen < 0:
+            raise ValueError("negative buffersize in recv")
+        return await self._stream_recv(buflen)
+
+    async def _stream_recv(self, buflen: int) -> bytes:
+        """``recv`` of a stream socket (the hot path of ``receive_some``: kept flat)."""
+        conflict = self._recv_conflict
+        if conflict._held:
+            raise trio.BusyResourceError(conflict._msg)
+        conflict._held = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            rx = self._rx or self._receiver()
+            if rx.ready:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            else:
+                await rx.wait()
             return rx.take(buflen) if buflen else b""
+        finally:
+            conflict._held = False
 
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0, /) -> int:
         if not self._is_stream or flags:
@@ -382,6 +398,9 @@ class UringSocket(trio.socket.SocketType):
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return n
+        return await self._ring_send(data, int(flags))
+
+    async def _ring_send(self, data: Any, flags: int) -> int:
         # Full: let the kernel finish it when there is room. A cancel that loses the race
         # to the send returns the count (no data is lost or duplicated). TRIO_URING_SEND=ring
         # sends every message this way: one io_uring_enter per pass for all of them (0.08
@@ -391,10 +410,15 @@ class UringSocket(trio.socket.SocketType):
         if fd == -1:
             raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
         cbuf = readable_cbuf(data)
-        d = current_driver()
-        prep = functools.partial(d.ring.prep_send, flags=int(flags) | _NOSIGNAL)
+        d = self._driver
+        if d is None or d.closed:
+            d = self._driver = current_driver()
         try:
-            res = await d.start(prep, fd, cbuf, len(cbuf), fd=fd, keep=cbuf)
+            op = d.issue(d.ring.prep_send_flags, fd, cbuf, len(cbuf), flags | _NOSIGNAL, fd=fd, keep=cbuf)
+            # The run enters the ring (submitting this and every other send of the pass) before
+            # this task resumes: usually the send is done by then and nothing more waits.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            res = await d.collect(op)
         finally:
             ffi.release(cbuf)  # the kernel is done with it either way: unpin the caller's buffer
         if res < 0:

@@ -65,21 +65,27 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         if sock._did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
         conflict = self._send_conflict
-        with conflict:
-            try:
-                with memoryview(data) as view:
-                    size = len(view)
-                    if not size:
-                        if sock.fileno() == -1:
-                            raise trio.ClosedResourceError("socket was already closed")
-                        await trio.lowlevel.checkpoint()
-                        return
-                    total = await sock.send(view)  # usually all of it, in one syscall
-                    while total < size:
-                        with view[total:] as rest:
-                            total += await sock.send(rest)
-            except OSError as exc:
-                raise _stream_error(exc) from exc
+        if conflict._held:
+            raise trio.BusyResourceError(conflict._msg)
+        conflict._held = True
+        try:
+            with memoryview(data) as view:
+                size = view.nbytes
+                if not size:
+                    if sock.fileno() == -1:
+                        raise trio.ClosedResourceError("socket was already closed")
+                    await trio.lowlevel.checkpoint()
+                    return
+                total = await sock.send(data if type(data) is bytes else view)  # usually all of it
+                if total < size:
+                    with view.cast("B") as octets:
+                        while total < size:
+                            with octets[total:] as rest:
+                                total += await sock.send(rest)
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+        finally:
+            conflict._held = False
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_conflict:
@@ -104,7 +110,7 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         try:
-            return await self.socket.recv(max_bytes)
+            return await self.socket._stream_recv(max_bytes)
         except OSError as exc:
             raise _stream_error(exc) from exc
 

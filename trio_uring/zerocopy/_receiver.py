@@ -54,7 +54,7 @@ class Lease:
     def __init__(self, rx: ZeroCopyReceiver, exporter: Any, key: Any, nbytes: int) -> None:
         self._rx = rx
         self._exporter = exporter
-        self._view: memoryview | None = memoryview(exporter).toreadonly()
+        self._view: memoryview | None = None  # made on first use: a lease nobody reads costs less
         self._key = key
         self._released = False
         self.nbytes = nbytes
@@ -63,8 +63,10 @@ class Lease:
     def data(self) -> memoryview:
         """Read-only view of the bytes, valid until the lease is released."""
         view = self._view
-        if self._released or view is None:
-            raise ValueError("this lease was released: its buffer went back to the kernel")
+        if view is None:
+            if self._released:
+                raise ValueError("this lease was released: its buffer went back to the kernel")
+            view = self._view = memoryview(self._exporter).toreadonly()
         return view
 
     @property
@@ -143,13 +145,17 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._closed = False
         self._starved = False
         self._resume_at = 0  # after running dry, re-arm once this few leases are still out
-        self._stats = ReceiverStatistics(mode=mode, fallback_reason=fallback_reason)
+        self._fallback_reason = fallback_reason
+        # counters as plain ints (the hot path); statistics() makes the public snapshot
+        self._bytes = self._completions = self._refills = self._high_water = self._rearms = 0
         self._ifq: Ifq | None = None
         self._bufs: BufferRing | None = None
         self._held: list[bool] = []
         self._refs: list[int] = []
         self._inc_off: list[int] = []
         self._recycle: list[int] = []
+        self._inc = False
+        self._base: Any = None
 
     # ---- setup per mode ----------------------------------------------------------------------
     def _setup_copy(self, area_size: int) -> None:
@@ -160,6 +166,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._refs = [0] * entries
         self._held = [False] * entries
         self._inc_off = [0] * entries
+        self._inc = self._bufs.incremental
+        self._base = self._bufs._slab_ptr
 
     def _arm(self) -> None:
         if self._op is not None or self._closed or self._eof or self._error is not None:
@@ -172,39 +180,38 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             assert self._bufs is not None
             self._op = d.start_multishot(d.ring.prep_recv_select, self._fd, self._bufs.bgid,
                                          fd=self._fd, on_cqe=self._on_copy_cqe)
-        self._stats.rearms += 1
+        self._rearms += 1
 
     # ---- completions ---------------------------------------------------------------------------
     def _deliver(self, lease: Lease) -> None:
-        st = self._stats
-        st.bytes += lease.nbytes
-        st.completions += 1
+        self._bytes += lease.nbytes
+        self._completions += 1
         self._ready.append(lease)
-        self._out.add(lease)
-        n = len(self._out)
-        st.leases_out = n
-        st.high_water = max(st.high_water, n)
+        out = self._out
+        out.add(lease)
+        self._high_water = max(self._high_water, len(out))
 
     def _on_copy_cqe(self, res: int, flags: int) -> None:
         if res > 0:
-            assert self._bufs is not None
             bid = flags >> CQE_BUFFER_SHIFT
             off = 0
-            if self._bufs.incremental:
+            if self._inc:
                 off = self._inc_off[bid]
-                self._inc_off[bid] = off + res if flags & CQE_F_BUF_MORE else 0
-            self._held[bid] = bool(self._bufs.incremental and flags & CQE_F_BUF_MORE)
+                more = flags & CQE_F_BUF_MORE
+                self._inc_off[bid] = off + res if more else 0
+                self._held[bid] = bool(more)
             self._refs[bid] += 1
-            start = bid * _COPY_BUF + off
-            self._deliver(Lease(self, ffi.buffer(self._bufs._slab_ptr + start, res), bid, res))
-        self._after_cqe(res, flags, _errno.ENOBUFS)
+            self._deliver(Lease(self, ffi.buffer(self._base + (bid * _COPY_BUF + off), res), bid, res))
+        if not flags & CQE_F_MORE or self._waiter.task is not None:
+            self._after_cqe(res, flags, _errno.ENOBUFS)
 
     def _on_zc_cqe(self, res: int, flags: int, off: int) -> None:
         if res > 0 and flags & CQE_F_MORE:
             assert self._ifq is not None
             start = off & AREA_MASK
             self._deliver(Lease(self, ffi.buffer(self._ifq._slab + start, res), off, res))
-        self._after_cqe(res, flags, _errno.ENOMEM)
+        if not flags & CQE_F_MORE or self._waiter.task is not None:
+            self._after_cqe(res, flags, _errno.ENOMEM)
 
     def _after_cqe(self, res: int, flags: int, starve_errno: int) -> None:
         if not flags & CQE_F_MORE:
@@ -238,7 +245,6 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
     def _release(self, lease: Lease) -> None:
         self._out.discard(lease)
-        self._stats.leases_out = len(self._out)
         if _exports_gone(lease):
             lease._exporter = None
             self._give_back(lease._key, lease.nbytes)
@@ -249,7 +255,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
                 _PINNED.append(owner)
 
     def _give_back(self, key: int, nbytes: int) -> None:
-        self._stats.refills += 1
+        self._refills += 1
         if self._ifq is not None:
             self._ifq.give_back(key, nbytes)
         else:
@@ -309,21 +315,27 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         """
         if max_leases < 1:
             raise ValueError("max_leases must be >= 1")
-        try:
-            first = await self.receive()
-        except trio.EndOfChannel:
-            return []
-        batch = [first]
         ready = self._ready
+        if not ready or self._closed:  # the same checks and errors as receive()
+            try:
+                first = await self.receive()
+            except trio.EndOfChannel:
+                return []
+            batch = [first]
+        else:
+            await trio.lowlevel.checkpoint()
+            batch = []
         while ready and len(batch) < max_leases:
             batch.append(ready.popleft())
+        if not batch:  # the stream ended (or failed) while this task was at the checkpoint
+            return await self.receive_batch(max_leases)
         return batch
 
     def statistics(self) -> ReceiverStatistics:
-        st = attrs.evolve(self._stats)
-        if self._ifq is not None:
-            st.flushes = self._ifq.flushes
-        return st
+        return ReceiverStatistics(
+            mode=self.mode, bytes=self._bytes, completions=self._completions, leases_out=len(self._out),
+            refills=self._refills, high_water=self._high_water, rearms=self._rearms,
+            flushes=self._ifq.flushes if self._ifq is not None else 0, fallback_reason=self._fallback_reason)
 
     async def aclose(self) -> None:
         await self._shutdown()
@@ -482,7 +494,6 @@ class _PoolLease(Lease):
             self._released = True
             rx = self._rx
             rx._out.discard(self)
-            rx._stats.leases_out = len(rx._out)
             if _exports_gone(self):
                 self._pool.release(self._key)
             elif not any(o is self._pool for o in _PINNED):

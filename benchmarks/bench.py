@@ -38,7 +38,8 @@ RESULTS = HERE / "results"
 BUILD = HERE / "build"
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
-SERVERS = ["trio_uring", "trio_factory", "trio", "asyncio", "uvloop", "uvloop_protocol", "c_liburing"]
+SERVERS = ["trio_uring", "trio_uring_ring", "trio_factory", "trio", "asyncio", "uvloop", "uvloop_protocol",
+           "c_liburing"]
 # name: (loadgen mode, connections, size, server mode, what a "request" is)
 SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
     "echo 1x64B": ("echo", 1, 64, "echo", "round trip"),

@@ -7,9 +7,10 @@ from ._net._socket import (
     from_stdlib_socket,
     install_socket_factory,
     socket,
+    socketpair,
 )
 
 __all__ = [
     "UringSocket", "UringSocketFactory", "configure_receive_buffers", "from_stdlib_socket",
-    "install_socket_factory", "socket",
+    "install_socket_factory", "socket", "socketpair",
 ]

@@ -84,3 +84,63 @@ def test_bulk_both_directions_byte_exact(runner: Callable[..., Any], total_mib: 
     for c in range(conns):
         assert got_up[c] == expected(c, 0, per_conn), f"client->server stream {c} differs"
         assert got_down[c] == expected(c, 1, per_conn), f"server->client stream {c} differs"
+
+
+@pytest.mark.parametrize("runner", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
+def test_bulk_and_message_phases_keep_every_byte_in_order(runner: Callable[..., Any]) -> None:
+    """Large writes switch the receiver to plain recv calls, small ones back to the ring."""
+    big = [os.urandom(64 * 1024) for _ in range(64)]
+    small = [i.to_bytes(2, "big") * 5 for i in range(64)]
+    phases = [big, small, big, small]
+    seen_bulk = []
+
+    async def main() -> None:
+        a, b = trio_uring.socket.socketpair()
+        tx, rx = UringSocketStream(a), UringSocketStream(b)
+        got = bytearray()
+
+        async def sender() -> None:
+            async with tx:
+                for phase in phases:
+                    for chunk in phase:
+                        await tx.send_all(chunk)
+                        if len(chunk) < 100:
+                            await trio.sleep(0.001)  # one message at a time: the receiver runs dry
+                await tx.send_eof()
+
+        async with rx, trio.open_nursery() as n:
+            n.start_soon(sender)
+            with trio.fail_after(30):
+                while data := await rx.receive_some(65536):
+                    got.extend(data)
+                    seen_bulk.append(rx.socket._rx.bulk if rx.socket._rx is not None else 0)
+                    if len(got) % 7 == 0:
+                        await trio.sleep(0)  # a consumer that sometimes lags
+        assert bytes(got) == b"".join(b"".join(p) for p in phases)
+
+    runner(main)
+    assert max(seen_bulk) > 0, "the big phases never switched to plain recv calls"
+    assert seen_bulk[-2] == 0, "the small phase at the end did not switch back"
+
+
+@pytest.mark.parametrize("runner", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
+def test_cancelled_bulk_wait_loses_nothing(runner: Callable[..., Any]) -> None:
+    async def main() -> None:
+        a, b = trio_uring.socket.socketpair()
+        tx, rx = UringSocketStream(a), UringSocketStream(b)
+        async with tx, rx:
+            block = os.urandom(256 * 1024)
+            async with trio.open_nursery() as n:
+                n.start_soon(tx.send_all, block)
+                got = bytearray()
+                while len(got) < len(block):
+                    got += await rx.receive_some(65536)
+            assert got == block and rx.socket._rx is not None and rx.socket._rx.bulk
+            for _ in range(3):  # cancel the receiver while it waits for readability
+                with trio.move_on_after(0.01) as cs:
+                    await rx.receive_some(65536)
+                assert cs.cancelled_caught
+            await tx.send_all(b"after")
+            assert await rx.receive_some(65536) == b"after"
+
+    runner(main)

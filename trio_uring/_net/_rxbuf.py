@@ -13,6 +13,12 @@ Backpressure: a socket whose unread data exceeds ``max_pending`` stops receiving
 multishot op is cancelled; TCP flow control holds the rest in the kernel) until its
 consumer catches up. When the ring runs dry (``ENOBUFS``), receives are re-armed as
 buffers come back. Nothing is dropped and no error reaches the user.
+
+Bulk streams: the multishot op pays off for message-sized data (no recv syscall, no
+readiness round trip). For a stream whose completions are large (``BULK_CHUNK`` or more)
+it only adds work — a copy into the ring, then another into ``bytes`` — so the op is
+stopped and the socket is read with plain ``recv`` calls (one copy), waiting with an
+io_uring poll when it runs dry; a run of small reads switches back to the multishot op.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ __all__ = ["BufferPool", "StreamReceiver", "buffer_pool", "configure_receive_buf
 DEFAULT_ENTRIES = 512
 DEFAULT_BUF_SIZE = 32 * 1024
 DEFAULT_MAX_PENDING = 256 * 1024
+#: A completion this large marks a bulk stream (see the module docstring).
+BULK_CHUNK = 16 * 1024
+#: How many smaller reads in a row end bulk mode (a poll wakes at the first bytes).
+BULK_PATIENCE = 8
 
 _POOL: RunVar[BufferPool] = RunVar("trio_uring_rx_pool")
 _CONFIG: RunVar[tuple[int, int]] = RunVar("trio_uring_rx_config", default=(DEFAULT_ENTRIES, DEFAULT_BUF_SIZE))
@@ -122,8 +132,8 @@ class StreamReceiver:
     """The receive side of one stream socket: a multishot recv and its queued chunks."""
 
     __slots__ = (
-        "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_waiter", "closed",
-        "max_pending",
+        "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_stopping", "_waiter", "bulk",
+        "closed", "max_pending",
     )
 
     def __init__(self, fd: int, max_pending: int = DEFAULT_MAX_PENDING) -> None:
@@ -137,12 +147,17 @@ class StreamReceiver:
         self._error: OSError | None = None
         self.closed = False
         self.max_pending = max_pending
+        self._stopping = False  # a cancel of ``_op`` is on its way
+        #: Nonzero: read with plain ``recv`` (see the module docstring); counts down on
+        #: small reads, set by a large completion or read.
+        self.bulk = 0
 
     # ---- kernel side ------------------------------------------------------------------------
     def arm(self) -> None:
         if self._op is not None or self._eof or self._error is not None or self.closed:
             return
         pool = self._pool
+        self._stopping = False
         self._op = pool.driver.start_multishot(
             pool.driver.ring.prep_recv_select, self._fd, pool.bufs.bgid, fd=self._fd, on_cqe=self._on_cqe
         )
@@ -155,8 +170,12 @@ class StreamReceiver:
             else:
                 self._chunks.append((bid, off, res))
                 self._pending += res
-                if self._pending > self.max_pending and flags & CQE_F_MORE and self._op is not None:
-                    self._pool.driver.cancel(self._op)  # backpressure: stop until drained
+                if flags & CQE_F_MORE and not self._stopping and self._op is not None:
+                    if res >= BULK_CHUNK:
+                        self.bulk = BULK_PATIENCE
+                        self._stop()
+                    elif self._pending > self.max_pending:
+                        self._stop()  # backpressure: stop until drained
         if not flags & CQE_F_MORE:
             self._op = None
             if res == 0:
@@ -166,17 +185,35 @@ class StreamReceiver:
                     self._pool.starved.add(self)  # others hold the buffers: wait for recycling
             elif res < 0 and res != -_errno.ECANCELED:
                 self._error = OSError(-res, os.strerror(-res))
-            elif not self.closed and self._pending <= self.max_pending // 2:
-                # cancelled for backpressure and drained meanwhile, or the kernel ended the
-                # multishot on its own (e.g. CQ pressure): keep receiving
+            elif not self.closed and self._waiter.task is not None:
+                # a task waits for data (the kernel ended the multishot on its own, e.g. CQ
+                # pressure, or a backpressure cancel met a drained queue): keep receiving.
+                # Otherwise the op stays off until the consumer asks again (see ``idle``).
                 self.arm()
         if self._waiter.task is not None and (self._chunks or self._eof or self._error is not None):
             self._waiter.wake()
+
+    def _stop(self) -> None:
+        assert self._op is not None
+        self._stopping = True
+        self._pool.driver.cancel(self._op)
 
     # ---- task side --------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
         return bool(self._chunks) or self._eof or self._error is not None
+
+    @property
+    def idle(self) -> bool:
+        """No recv op in the kernel and nothing queued: the next bytes are in the socket.
+
+        Then a plain ``recv`` is in order (nothing received earlier can be overtaken): for
+        a bulk stream that outran its consumer — the op was cancelled for backpressure —
+        that is one syscall and one copy per call, where the multishot op would copy into
+        the ring first and be cancelled and re-armed every few calls.
+        """
+        return (self._op is None and not self._chunks and not self._eof and self._error is None
+                and not self.closed)
 
     async def wait(self) -> None:
         """Park until data, EOF or an error is there. Cancellation has no effect on data."""
@@ -205,7 +242,6 @@ class StreamReceiver:
             else:
                 chunks[0] = (bid, off + max_bytes, ln - max_bytes)
             self._pending -= max_bytes
-            self._resume()
             return data
         parts: list[memoryview] = []
         need = max_bytes
@@ -222,17 +258,12 @@ class StreamReceiver:
             need -= k
         data = b"".join(parts)
         self._pending -= len(data)
-        self._resume()
         return data
 
     def take_into(self, buf: memoryview) -> int:
         data = self.take(len(buf))
         buf[: len(data)] = data
         return len(data)
-
-    def _resume(self) -> None:
-        if self._op is None and self._pending <= self.max_pending // 2:
-            self.arm()
 
     def close(self) -> None:
         """Stop receiving, give every buffer back, wake a waiting task (it raises Closed)."""

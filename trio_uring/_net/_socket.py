@@ -34,11 +34,12 @@ from .._core._ring import CQE_F_MORE, readable_cbuf
 from .._core._sockaddr import encode_sockaddr
 from .._core._waiter import Waiter
 from .._native import ffi
-from ._rxbuf import StreamReceiver
+from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
 
 __all__ = ["UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "socket"]
 
 T = TypeVar("T")
+R = TypeVar("R", bytes, int)
 _ACCEPT_BACKLOG = 128
 _DIRECT_SEND = os.environ.get("TRIO_URING_SEND", "direct") == "direct"
 _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
@@ -341,7 +342,12 @@ class UringSocket(trio.socket.SocketType):
             if rx.ready:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             else:
-                await rx.wait()
+                if buflen and rx.idle:
+                    sock = self._sock
+                    data = await self._recv_direct(rx, lambda: sock.recv(buflen))
+                    if data is not None:
+                        return data
+                await rx.wait()  # arms the multishot recv
             return rx.take(buflen) if buflen else b""
         finally:
             conflict._held = False
@@ -353,8 +359,51 @@ class UringSocket(trio.socket.SocketType):
             view = memoryview(buffer).cast("B")
             if nbytes:
                 view = view[:nbytes]
+            await trio.lowlevel.checkpoint_if_cancelled()
+            rx = self._rx or self._receiver()
+            if not rx.ready and len(view) and rx.idle:
+                n = await self._recv_direct(rx, lambda: self._sock.recv_into(view))
+                if n is not None:
+                    return n
             rx = await self._stream_wait()
             return rx.take_into(view) if len(view) else 0
+
+    async def _recv_direct(self, rx: StreamReceiver, read: Callable[[], R]) -> R | None:
+        """Read with the syscall while no recv op is armed (see ``StreamReceiver.idle``).
+
+        ``None`` when the socket is empty and the stream is not bulk: the caller arms the
+        multishot op and waits. A bulk stream waits with a poll and reads again;
+        ``BULK_PATIENCE`` reads smaller than ``BULK_CHUNK`` in a row end bulk mode.
+        """
+        waited = False
+        while True:
+            try:
+                result = read()
+            except BlockingIOError:
+                if not rx.bulk:
+                    return None
+                await self._poll_in()  # a schedule point: no checkpoint needed after it
+                waited = True
+                continue
+            if (result if isinstance(result, int) else len(result)) >= BULK_CHUNK:
+                rx.bulk = BULK_PATIENCE
+            elif rx.bulk:
+                rx.bulk -= 1  # enough small reads in a row: back to the multishot op
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return result
+
+    async def _poll_in(self) -> None:
+        """Wait until the socket is readable (an io_uring poll; cancelling it loses nothing)."""
+        d = self._driver
+        if d is None or d.closed:
+            d = self._driver = current_driver()
+        fd = self._sock.fileno()
+        if fd == -1:
+            raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+        res = await d.start(d.ring.prep_poll, fd, select.POLLIN, fd=fd)
+        if res < 0:
+            raise OSError(-res, os.strerror(-res))
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
         return await self._dgram(lambda: self._sock.recvfrom(bufsize, flags))
@@ -467,6 +516,13 @@ def socket(family: int = _stdlib.AF_INET, type: int = _stdlib.SOCK_STREAM, proto
     if fileno is not None:
         return UringSocket(_stdlib.socket(family, type, proto, fileno))
     return UringSocket(_stdlib.socket(family, type, proto))
+
+
+def socketpair(family: int = _stdlib.AF_UNIX, type: int = _stdlib.SOCK_STREAM,
+               proto: int = 0) -> tuple[UringSocket, UringSocket]:
+    """Like ``trio.socket.socketpair``, returning two connected :class:`UringSocket` objects."""
+    a, b = _stdlib.socketpair(family, type, proto)
+    return UringSocket(a), UringSocket(b)
 
 
 class UringSocketFactory(trio.abc.SocketFactory):

@@ -127,6 +127,10 @@ class OpDriver:
         self.pre_enter: list[Callable[[], None]] = []
         #: Per-ring state of higher layers (e.g. the zcrx interface queues), by name.
         self.extensions: dict[str, Any] = {}
+        #: True when a helper task reaps the completions (plain ``trio.run``): each one then
+        #: costs an extra task switch, so stream reads wait for readiness on trio's own IO
+        #: manager instead of running a recv op.
+        self.reaped_by_task = False
         self.closed = False
 
     def new_ud(self) -> int:

@@ -70,6 +70,7 @@ class _PlainDriver(trio.abc.Instrument):
             self.ring.close()
             raise
         self.driver = OpDriver(self.ring, on_queued=self._queued)
+        self.driver.reaped_by_task = True
         self._flush = False
         trio.lowlevel.add_instrument(self)
         trio.lowlevel.spawn_system_task(self._reap_forever, name="trio_uring.driver")

@@ -373,17 +373,23 @@ class UringSocket(trio.socket.SocketType):
 
         ``None`` when the socket is empty and the stream is not bulk: the caller arms the
         multishot op and waits. A bulk stream waits with a poll and reads again;
-        ``BULK_PATIENCE`` reads smaller than ``BULK_CHUNK`` in a row end bulk mode.
+        ``BULK_PATIENCE`` reads smaller than ``BULK_CHUNK`` in a row end bulk mode. Under a
+        plain ``trio.run`` every read is a syscall after trio's own readiness wait.
         """
         waited = False
         while True:
             try:
                 result = read()
             except BlockingIOError:
-                if not rx.bulk:
+                if rx._pool.driver.reaped_by_task:
+                    # plain trio.run: readiness from trio's own IO manager costs less than a
+                    # recv op whose completion a helper task has to reap
+                    await trio.lowlevel.wait_readable(self._sock)
+                elif rx.bulk:
+                    await self._poll_in()
+                else:
                     return None
-                await self._poll_in()  # a schedule point: no checkpoint needed after it
-                waited = True
+                waited = True  # that wait was a schedule point: no checkpoint needed after it
                 continue
             if (result if isinstance(result, int) else len(result)) >= BULK_CHUNK:
                 rx.bulk = BULK_PATIENCE

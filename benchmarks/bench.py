@@ -5,7 +5,8 @@
 Servers run pinned to CPU 0, the C load generator (epoll) to CPU 1. Per scenario and server:
 throughput, p50/p99 round-trip latency, server CPU time per request (from /proc), the load
 generator's CPU use (100% means the client, not the server, set the pace), server syscalls
-per request (``strace -c -f`` attached during a second, shorter load) and peak RSS.
+per request (``perf stat`` counting ``raw_syscalls:sys_enter``, or ``strace -c -f`` where perf
+cannot, attached during a second, shorter load) and peak RSS.
 Loopback numbers on a small VM move by tens of percent from one sample to the next, so
 every scenario runs ``--repeat`` rounds, each round every server in turn (interleaved, so
 drift hits all alike); the table shows the median round and the throughput's spread.
@@ -108,12 +109,27 @@ def load(exe: Path, mode: str, port: int, *, conns: int, size: int, seconds: flo
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def _perf_counts_syscalls() -> bool:
+    """True if ``perf stat`` can count syscall tracepoints here (root or a permissive kernel)."""
+    if shutil.which("perf") is None:
+        return False
+    probe = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"],
+                           capture_output=True, text=True, check=False)
+    return probe.returncode == 0
+
+
 def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, size: int,
-                   seconds: float) -> tuple[int, int]:
-    """(syscalls, requests) of a load run with strace attached to the server."""
-    with tempfile.NamedTemporaryFile(suffix=".strace") as f:
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", f.name],
-                                  stderr=subprocess.DEVNULL)
+                   seconds: float, perf: bool) -> tuple[int, int]:
+    """(syscalls, requests) of a load run with a counter attached to the server.
+
+    ``perf stat`` counting the ``raw_syscalls:sys_enter`` tracepoint barely slows the
+    server; ``strace -c`` (the fallback) slows it several times over, and a slowed server
+    finds data waiting more often, which changes what an adaptive receive path does.
+    """
+    with tempfile.NamedTemporaryFile(suffix=".count") as f:
+        cmd = (["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", f.name] if perf
+               else ["strace", "-c", "-f", "-p", str(pid), "-o", f.name])
+        tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         res = load(exe, mode, port, conns=conns, size=size, seconds=seconds)
         time.sleep(0.2)
@@ -121,6 +137,11 @@ def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, siz
         tracer.wait(timeout=30)
         total = 0
         for line in Path(f.name).read_text().splitlines():
+            if perf:
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2].startswith("raw_syscalls:sys_enter") and fields[0].isdigit():
+                    total = int(fields[0])
+                continue
             m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?total$", line)
             if m:
                 total = int(m.group(1))
@@ -129,7 +150,7 @@ def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, siz
 
 
 def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
-            strace: bool) -> dict[str, Any]:
+            counter: str | None) -> dict[str, Any]:
     mode, conns, size, smode, _unit = SCENARIOS[scenario]
     proc, port = start_server(server_cmd(server, smode, exes))
     try:
@@ -150,9 +171,9 @@ def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
             "client_cpu": client / res["seconds"],
             "rss_kib": peak_rss_kib(proc.pid),
         }
-        if strace:
+        if counter is not None:
             calls, reqs = count_syscalls(proc.pid, exes["loadgen"], mode, port, conns=conns, size=size,
-                                         seconds=min(1.0, seconds))
+                                         seconds=min(1.0, seconds), perf=counter == "perf")
             row["syscalls_per_req"] = calls / reqs
         return row
     finally:
@@ -167,7 +188,7 @@ def median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(rows, key=lambda r: r["per_s"])
     mid = dict(ordered[(len(ordered) - 1) // 2])
     mid["rounds_per_s"] = [r["per_s"] for r in rows]
-    for r in rows:  # strace ran in the first round only
+    for r in rows:  # syscalls were counted in the first round only
         if "syscalls_per_req" in r:
             mid["syscalls_per_req"] = r["syscalls_per_req"]
     mid["cpu_us_per_req"] = statistics.median(r["cpu_us_per_req"] for r in rows)
@@ -239,7 +260,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds per scenario; the median is shown")
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--no-syscalls", action="store_true", help="skip the syscall counts")
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args()
     seconds = 1.0 if args.quick else args.seconds
@@ -248,7 +269,9 @@ def main() -> None:
     for sv in servers:
         if sv not in SERVERS:
             raise SystemExit(f"unknown server {sv!r}")
-    strace = not args.no_strace and shutil.which("strace") is not None
+    counter = None
+    if not args.no_syscalls:
+        counter = "perf" if _perf_counts_syscalls() else "strace" if shutil.which("strace") else None
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario in args.scenarios.split(","):
         rounds: dict[str, list[dict[str, Any]]] = {}
@@ -256,7 +279,7 @@ def main() -> None:
             for server in servers:
                 print(f"  {scenario:14} {server:16} round {rnd + 1}", end="\r", flush=True, file=sys.stderr)
                 try:
-                    row = measure(server, scenario, exes, seconds, strace and rnd == 0)
+                    row = measure(server, scenario, exes, seconds, counter if rnd == 0 else None)
                 except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
                     print(f"skipped {server} / {scenario}: {exc}", file=sys.stderr)
                     continue
@@ -266,7 +289,7 @@ def main() -> None:
     head = (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
             f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
             f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}; median of {args.repeat} "
-            f"interleaved rounds of {seconds:g} s")
+            f"interleaved rounds of {seconds:g} s; syscalls counted by {counter or 'nothing'}")
     floor = subprocess.run(["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "floor.py")],
                            capture_output=True, text=True, check=True).stdout
     text = f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py):\n{floor.rstrip()}"

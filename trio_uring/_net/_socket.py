@@ -36,7 +36,10 @@ from .._core._waiter import Waiter
 from .._native import ffi
 from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
 
-__all__ = ["UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "socket"]
+__all__ = [
+    "UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "socket",
+    "socketpair",
+]
 
 T = TypeVar("T")
 R = TypeVar("R", bytes, int)
@@ -458,9 +461,9 @@ class UringSocket(trio.socket.SocketType):
     async def _ring_send(self, data: Any, flags: int) -> int:
         # Full: let the kernel finish it when there is room. A cancel that loses the race
         # to the send returns the count (no data is lost or duplicated). TRIO_URING_SEND=ring
-        # sends every message this way: one io_uring_enter per pass for all of them (0.08
-        # syscalls per echo round trip at 64 connections, measured) but more CPU per message
-        # than the direct syscall here, so direct is the default (see the README).
+        # sends every message this way: one io_uring_enter per pass for all of them (under
+        # 0.1 syscalls per echo round trip at 64 connections, measured) but more CPU than the
+        # direct syscall for larger messages, so direct is the default (see the README).
         fd = self._sock.fileno()
         if fd == -1:
             raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))

@@ -164,25 +164,6 @@ def test_issue_then_collect_after_a_checkpoint(run: Runner, pair: Pair) -> None:
     run(main)
 
 
-def test_collect_cancelled_before_submission_drops_the_op(run: Runner, pair: Pair) -> None:
-    a, b = pair
-
-    async def main() -> None:
-        d = ll.current_driver()
-        buf = bytearray(8)
-        with trio.CancelScope() as cs:
-            cs.cancel()
-            op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
-            await d.collect(op)
-        assert cs.cancelled_caught
-        assert op.ud not in d.ring.inflight
-        b.send(b"kept")
-        await trio.sleep(0.01)
-        assert a.recv(8) == b"kept" and buf == bytearray(8)
-
-    run(main)
-
-
 def test_collect_cancelled_in_flight_delivers_or_cancels_never_loses(run: Runner, pair: Pair) -> None:
     a, b = pair
 

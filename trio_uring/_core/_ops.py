@@ -191,23 +191,7 @@ class OpDriver:
 
     async def start(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None) -> int:
         """Like :meth:`perform` without the initial checkpoint and the error mapping."""
-        ring = self.ring
-        op = self._issue(Op(next(self._ids), current_task(), fd, keep), prep, args)
-        ud = op.ud
-
-        def abort(raise_cancel: Callable[[], Any]) -> Abort:
-            if ring.closed:
-                return Abort.SUCCEEDED
-            if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
-                del ring.inflight[ud]
-                return Abort.SUCCEEDED
-            op.raise_cancel = raise_cancel
-            ring.prep_cancel(ud)
-            if self._on_queued is not None:
-                self._on_queued()
-            return Abort.FAILED
-
-        return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
+        return await self.collect(self.issue(prep, *args, fd=fd, keep=keep))
 
     def issue(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None) -> Op:
         """Queue ``prep(*args, ud)`` without waiting; collect the result with :meth:`collect`.
@@ -222,8 +206,9 @@ class OpDriver:
     async def collect(self, op: Op) -> int:
         """``op``'s result (a negative errno too), waiting for it if needed.
 
-        The wait follows the cancellation rule of :meth:`start`. An op cancelled because
-        its fd was closed raises ``ClosedResourceError``.
+        Cancelling the wait follows the rule in the module docstring (an unsubmitted op is
+        dropped, one in flight is cancelled and its own completion awaited). An op cancelled
+        because its fd was closed raises ``ClosedResourceError``.
         """
         res = op.res
         if res is None:

@@ -144,3 +144,39 @@ def test_cancelled_bulk_wait_loses_nothing(runner: Callable[..., Any]) -> None:
             assert await rx.receive_some(65536) == b"after"
 
     runner(main)
+
+
+@pytest.mark.parametrize("runner", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
+def test_recv_into_through_every_phase(runner: Callable[..., Any]) -> None:
+    """recv_into: waiting on an empty socket, queued chunks, then plain reads of a bulk stream."""
+    bulk = os.urandom(1 << 20)
+
+    async def main() -> None:
+        a, b = trio_uring.socket.socketpair()
+        with a, b, trio.fail_after(30):
+            buf = bytearray(65536)
+            async with trio.open_nursery() as n:
+                n.start_soon(a.send, b"first")
+                assert await b.recv_into(buf) == 5 and buf[:5] == b"first"  # nothing there at the start
+            await a.send(b"x" * 3000)
+            await trio.sleep(0.01)
+            got = bytearray()
+            while len(got) < 3000:
+                k = await b.recv_into(buf, 1000)
+                got += buf[:k]
+            assert got == b"x" * 3000
+            got.clear()
+            async with trio.open_nursery() as n:
+                n.start_soon(_send_all, a, bulk)
+                while len(got) < len(bulk):
+                    k = await b.recv_into(buf)
+                    got += buf[:k]
+            assert got == bulk and b._rx is not None and b._rx.bulk
+
+    runner(main)
+
+
+async def _send_all(sock: Any, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[await sock.send(view):]

@@ -317,15 +317,6 @@ class UringSocket(trio.socket.SocketType):
             rx = self._rx = StreamReceiver(fd)
         return rx
 
-    async def _stream_wait(self) -> StreamReceiver:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        rx = self._rx or self._receiver()
-        if rx.ready:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        else:
-            await rx.wait()
-        return rx
-
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         if not self._is_stream or flags:
             return await self._dgram(lambda: self._sock.recv(buflen, flags))
@@ -364,11 +355,14 @@ class UringSocket(trio.socket.SocketType):
                 view = view[:nbytes]
             await trio.lowlevel.checkpoint_if_cancelled()
             rx = self._rx or self._receiver()
-            if not rx.ready and len(view) and rx.idle:
-                n = await self._recv_direct(rx, lambda: self._sock.recv_into(view))
-                if n is not None:
-                    return n
-            rx = await self._stream_wait()
+            if rx.ready:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            else:
+                if len(view) and rx.idle:
+                    n = await self._recv_direct(rx, lambda: self._sock.recv_into(view))
+                    if n is not None:
+                        return n
+                await rx.wait()  # arms the multishot recv
             return rx.take_into(view) if len(view) else 0
 
     async def _recv_direct(self, rx: StreamReceiver, read: Callable[[], R]) -> R | None:

@@ -45,6 +45,8 @@ struct tu_ring {
     struct tu_bufring *bufrings;
     struct tu_zcrx *zcrxs;
     unsigned long long enter_calls;
+    unsigned coalesce_usec;        /* see tu_ring_set_coalesce */
+    unsigned coalesce_nr;
 };
 
 #endif

@@ -22,6 +22,7 @@ unsigned tu_ring_cq_entries(tu_ring *r);
 unsigned tu_ring_sq_pending(tu_ring *r);
 unsigned tu_ring_sq_flags(tu_ring *r);
 unsigned long long tu_ring_enter_calls(tu_ring *r);
+void tu_ring_set_coalesce(tu_ring *r, unsigned usec, unsigned nr);
 
 /* Submit everything queued, wait for `wait_nr` completions (timeout_ns < 0: no limit),
  * and copy up to `max` CQEs into the arrays. `big` (2 x u64 per CQE) may be NULL; on

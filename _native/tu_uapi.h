@@ -31,6 +31,15 @@
 #define TU_IORING_RECV_MULTISHOT (1U << 1)
 #define TU_IORING_RECVSEND_BUNDLE (1U << 4)
 #define TU_IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#define TU_IORING_FEAT_MIN_TIMEOUT (1U << 15)
+
+/* struct io_uring_getevents_arg as of Linux 6.12 (older headers call min_wait_usec "pad"). */
+struct tu_getevents_arg {
+    uint64_t sigmask;
+    uint32_t sigmask_sz;
+    uint32_t min_wait_usec;
+    uint64_t ts;
+};
 
 #define TU_IORING_CQE_F_BUFFER (1U << 0)
 #define TU_IORING_CQE_F_MORE (1U << 1)

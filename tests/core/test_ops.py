@@ -338,6 +338,50 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
         exc = exc.__cause__
 
 
+def test_soon_runs_once_before_the_next_enter(run: Runner) -> None:
+    async def main() -> None:
+        d = ll.current_driver()
+        calls: list[str] = []
+        enters = d.ring.enter_calls
+
+        def second() -> None:
+            calls.append("second")
+
+        def first() -> None:
+            calls.append("first")
+            d.soon(second)  # queued by a soon callback: still runs before this enter
+            d.issue(d.ring.prep_nop)  # and an SQE it queues goes out with this enter
+
+        d.soon(first)
+        assert calls == []
+        await trio.lowlevel.checkpoint()
+        assert calls == ["first", "second"]
+        assert d.ring.enter_calls > enters
+        assert d.ring.sq_pending == 0
+        for _ in range(5):  # once: not again on later passes
+            await trio.lowlevel.checkpoint()
+        assert calls == ["first", "second"]
+
+    run(main)
+
+
+def test_a_raising_soon_callback_does_not_stop_the_others() -> None:
+    with ll.Ring(8) as ring:
+        d = ll.OpDriver(ring)
+        ran: list[int] = []
+
+        def boom() -> None:
+            raise ZeroDivisionError("soon failed")
+
+        d.soon(boom)
+        d.soon(lambda: ran.append(1))
+        with pytest.raises(ZeroDivisionError):
+            d.before_enter()
+        assert ran == [1]
+        d.before_enter()  # the queue was emptied: nothing runs twice
+        assert ran == [1]
+
+
 # After an internal error trio abandons the run's coroutines; their finalizers complain.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_raising_completion_callback_fails_the_run_loudly(run: Runner) -> None:

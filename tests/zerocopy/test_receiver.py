@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
@@ -151,6 +152,8 @@ def test_exported_memory_is_not_recycled_until_the_export_is_gone(run: Runner) -
             lease.release()
             assert lease.released
             assert rx.statistics().refills == before  # still exported: not given back
+            hooks = trio_uring.lowlevel.current_driver().pre_enter
+            assert rx._check_zombies in hooks  # looked at every pass while it is exported
             # more traffic through the only buffer must not touch the exported bytes
             await tx.send_all(b"B" * 1000)
             with trio.move_on_after(0.1):
@@ -162,6 +165,25 @@ def test_exported_memory_is_not_recycled_until_the_export_is_gone(run: Runner) -
             await tx.send_all(b"C" * 10)
             (await rx.receive()).release()
             assert rx.statistics().refills >= before + 1
+            await trio.lowlevel.checkpoint()
+            assert rx._check_zombies not in hooks  # and no longer once none is left
+
+    run(main)
+
+
+def test_idle_receivers_add_no_work_per_pass(run: Runner) -> None:
+    async def main() -> None:
+        d = trio_uring.lowlevel.current_driver()
+        hooks = list(d.pre_enter)
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(30):
+                tx, rx_stream = pair()
+                stack.push_async_callback(tx.aclose)
+                stack.push_async_callback(rx_stream.aclose)
+                await stack.enter_async_context(open_zc_receiver(rx_stream, mode="copy", area_size=64 * 1024))
+            await trio.lowlevel.checkpoint()
+            assert d.pre_enter == hooks  # nothing runs per pass for a receiver with nothing to do
+            assert not d._soon
 
     run(main)
 

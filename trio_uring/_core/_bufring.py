@@ -104,12 +104,13 @@ class BufferRing:
         """Give buffers back to the kernel: one native call and one tail store for all."""
         if self._ptr is None:
             raise kernel_error(-_errno.EBADF, "buffer ring recycle", "buffer ring is closed")
-        ids = list(bids)
-        for b in ids:
-            if not 0 <= b < self.entries:
-                raise ValueError(f"buffer id {b} is not in this ring (0..{self.entries - 1})")
-        if ids:
-            lib.tu_bufring_recycle(self._ptr, ffi.new("uint16_t[]", ids), len(ids))
+        ids = bids if isinstance(bids, list) else list(bids)
+        if not ids:
+            return
+        if min(ids) < 0 or max(ids) >= self.entries:
+            bad = next(b for b in ids if not 0 <= b < self.entries)
+            raise ValueError(f"buffer id {bad} is not in this ring (0..{self.entries - 1})")
+        lib.tu_bufring_recycle(self._ptr, ffi.new("uint16_t[]", ids), len(ids))
 
     def close(self) -> None:
         """Unregister from the kernel. The slab stays mapped while views of it exist."""

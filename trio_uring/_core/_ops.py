@@ -42,6 +42,8 @@ class Op:
     __slots__ = ("closed", "fd", "gen", "keep", "raise_cancel", "res", "slot", "task", "ud")
     #: True for ops whose CQEs carry 16 more bytes (CQE32) they need: ``complete32`` is called.
     big = False
+    #: Multishot ops: the per-CQE callback, called directly by dispatch (one call less).
+    on_cqe: Callable[[int, int], None] | None = None
 
     def __init__(self, ud: int, task: Task | None, fd: int, keep: Any) -> None:
         self.ud = ud
@@ -86,7 +88,8 @@ class MultishotOp(Op):
         self.on_cqe = _ignore
 
     def complete(self, res: int, flags: int) -> None:
-        self.on_cqe(res, flags)
+        if self.on_cqe is not None:
+            self.on_cqe(res, flags)
 
 
 def _ignore(res: int, flags: int) -> None:
@@ -122,19 +125,48 @@ class OpDriver:
         self._ids = itertools.count(1)
         #: Called when an SQE was queued (the plain-trio driver uses it to request a flush).
         self._on_queued = on_queued
-        #: Called by whoever enters the ring, just before: batched work such as buffer
-        #: recycling that should reach the kernel with the next submission.
+        #: Called by whoever enters the ring, just before, every time: batched work such as
+        #: buffer recycling that should reach the kernel with the next submission.
         self.pre_enter: list[Callable[[], None]] = []
+        #: Called once, before the next enter only (see :meth:`soon`).
+        self._soon: list[Callable[[], None]] = []
         #: Per-ring state of higher layers (e.g. the zcrx interface queues), by name.
         self.extensions: dict[str, Any] = {}
         #: True when a helper task reaps the completions (plain ``trio.run``): each one then
         #: costs an extra task switch, so stream reads wait for readiness on trio's own IO
         #: manager instead of running a recv op.
         self.reaped_by_task = False
+        #: Bytes that bulk receivers (a ZeroCopyReceiver) took from completions since the
+        #: last enter: the IO manager coalesces its waits while this stays high.
+        self.bulk_bytes = 0
         self.closed = False
 
     def new_ud(self) -> int:
         return next(self._ids)
+
+    def soon(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once, just before the next enter.
+
+        For work that exists only now and then (leases given back, a re-arm): a thousand
+        idle receivers then cost nothing per scheduler pass. The caller avoids queueing
+        the same callback twice.
+        """
+        self._soon.append(fn)
+
+    def before_enter(self) -> None:
+        """Run the :attr:`pre_enter` hooks and what :meth:`soon` queued (the enterer calls this)."""
+        for hook in self.pre_enter:
+            hook()
+        error: BaseException | None = None
+        while self._soon:  # what these queue (a re-arm after a flush) goes in this enter too
+            once, self._soon = self._soon, []
+            for fn in once:
+                try:
+                    fn()
+                except BaseException as exc:  # the others still run (see dispatch)
+                    error = error or exc
+        if error is not None:
+            raise error
 
     # ---- dispatch --------------------------------------------------------------------------
     def dispatch(self, batch: Batch) -> None:
@@ -154,8 +186,10 @@ class OpDriver:
             if not fl & CQE_F_MORE:
                 del inflight[ud]
             try:
-                if extra is not None and op.big:
+                if op.big and extra is not None:
                     op.complete32(res, fl, extra[2 * i])
+                elif (on_cqe := op.on_cqe) is not None:
+                    on_cqe(res, fl)
                 else:
                     op.complete(res, fl)
             except BaseException as exc:

@@ -82,8 +82,7 @@ class _PlainDriver(trio.abc.Instrument):
         # One submit per scheduler pass. An instrument that raises is silently removed by
         # trio, so this must never raise.
         try:
-            for hook in self.driver.pre_enter:
-                hook()
+            self.driver.before_enter()
             if self._flush:
                 self._flush = False
                 self.ring.submit()

@@ -100,6 +100,9 @@ class Batch(NamedTuple):
     extra: list[int] | None
 
 
+#: ``Batch(...)`` without the Python-level ``__new__`` of a NamedTuple (once per enter).
+_new_batch: Callable[[type[Batch], tuple[Any, ...]], Batch] = tuple.__new__
+
 #: What ``Ring.enter`` returns when a signal interrupted the wait (empty, but not a timeout).
 INTERRUPTED = Batch([], [], [], None)
 
@@ -306,6 +309,26 @@ class Ring:
         if ret < 0:
             raise kernel_error(ret, "IORING_REGISTER_EVENTFD")
 
+    @property
+    def can_coalesce(self) -> bool:
+        """The kernel takes a minimum wait time (``IORING_FEAT_MIN_TIMEOUT``, Linux 6.12)."""
+        return bool(self.features & lib.TU_IORING_FEAT_MIN_TIMEOUT)
+
+    def set_coalesce(self, usec: int, nr: int = 16) -> None:
+        """Let waits gather up to ``nr`` completions for the first ``usec`` microseconds.
+
+        Applies to later :meth:`enter` calls that wait under a timeout longer than
+        ``usec``: the kernel wakes the waiter at ``nr`` completions, or once ``usec`` have
+        passed with at least one. An event that comes later than ``usec`` after the wait
+        began is not delayed at all. ``usec=0`` turns it off. Needs :attr:`can_coalesce`.
+        """
+        if usec and not self.can_coalesce:
+            raise UringUnavailable("this kernel has no minimum wait time for io_uring_enter",
+                                   remedy="use Linux 6.12 or newer")
+        if usec < 0 or nr < 1:
+            raise ValueError(f"need usec >= 0 and nr >= 1, got {usec}, {nr}")
+        lib.tu_ring_set_coalesce(self._p(), usec, nr)
+
     def enter(self, wait_nr: int = 0, timeout: float | None = None) -> Batch:
         """Submit everything queued, wait for ``wait_nr`` CQEs or ``timeout`` seconds, reap.
 
@@ -326,16 +349,16 @@ class Ring:
         n = lib.tu_enter(p, wait_nr, ns, self._batch, self._ud, self._res, self._fl, self._big)
         if n <= 0:
             if n == 0:
-                return Batch([], [], [], [] if self.cqe32 else None)
+                return _new_batch(Batch, ([], [], [], [] if self.cqe32 else None))
             if n == -_errno.EINTR:
                 return INTERRUPTED
             raise kernel_error(n, "io_uring_enter")
-        return Batch(
+        return _new_batch(Batch, (
             ffi.unpack(self._ud, n),
             ffi.unpack(self._res, n),
             ffi.unpack(self._fl, n),
             ffi.unpack(self._big, 2 * n) if self.cqe32 else None,
-        )
+        ))
 
     # ---- SQE preparation (each returns the SQ slot; see drop_unsubmitted) ------------------
     def prep_nop(self, ud: int) -> int:

@@ -18,7 +18,7 @@ import trio._core._run as _trio_run
 
 from ._compat import check_trio_version
 from ._errors import UringUnavailable
-from ._io_manager import UringIOManager
+from ._io_manager import DEFAULT_COALESCE_USEC, UringIOManager
 
 __all__ = ["backend", "install_io_manager", "run"]
 
@@ -40,18 +40,21 @@ def run(
     *args: Any,
     fallback: bool = False,
     entries: int = 256,
+    coalesce_usec: int = DEFAULT_COALESCE_USEC,
     **trio_run_kwargs: Any,
 ) -> T:
     """Run ``async_fn(*args)`` like ``trio.run``, with an io_uring IO manager.
 
     ``trio_run_kwargs`` go to ``trio.run`` (``clock``, ``instruments``,
-    ``strict_exception_groups``, ...). If io_uring cannot be used, raises
+    ``strict_exception_groups``, ...). ``coalesce_usec`` bounds how long a wait may
+    gather completions while bulk data streams in (0: never; see ``UringIOManager``).
+    If io_uring cannot be used, raises
     :class:`UringUnavailable`; with ``fallback=True`` it warns and runs on stock trio
     instead (``trio_uring.backend()`` then tells which one is running).
     """
     check_trio_version()
     try:
-        manager = UringIOManager(entries)
+        manager = UringIOManager(entries, coalesce_usec=coalesce_usec)
     except UringUnavailable as exc:
         if not fallback:
             raise

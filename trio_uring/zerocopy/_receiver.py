@@ -150,10 +150,13 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._bytes = self._completions = self._refills = self._high_water = self._rearms = 0
         self._ifq: Ifq | None = None
         self._bufs: BufferRing | None = None
-        self._held: list[bool] = []
         self._refs: list[int] = []
+        #: Incremental buffers: where the kernel's next write into buffer ``bid`` starts;
+        #: non-zero while it still writes there (the buffer must not be recycled yet).
         self._inc_off: list[int] = []
         self._recycle: list[int] = []
+        self._flush_queued = False  # _flush is queued with driver.soon
+        self._zombie_hook = False  # _check_zombies is a pre_enter hook
         self._inc = False
         self._base: Any = None
 
@@ -164,7 +167,6 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             entries <<= 1
         self._bufs = BufferRing(self._driver.ring, entries=entries, buf_size=_COPY_BUF, incremental=None)
         self._refs = [0] * entries
-        self._held = [False] * entries
         self._inc_off = [0] * entries
         self._inc = self._bufs.incremental
         self._base = self._bufs._slab_ptr
@@ -189,17 +191,17 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._ready.append(lease)
         out = self._out
         out.add(lease)
-        self._high_water = max(self._high_water, len(out))
+        if len(out) > self._high_water:  # noqa: PLR1730 - a compare, not a call, per completion
+            self._high_water = len(out)
 
     def _on_copy_cqe(self, res: int, flags: int) -> None:
         if res > 0:
+            self._driver.bulk_bytes += res
             bid = flags >> CQE_BUFFER_SHIFT
             off = 0
             if self._inc:
                 off = self._inc_off[bid]
-                more = flags & CQE_F_BUF_MORE
-                self._inc_off[bid] = off + res if more else 0
-                self._held[bid] = bool(more)
+                self._inc_off[bid] = off + res if flags & CQE_F_BUF_MORE else 0
             self._refs[bid] += 1
             self._deliver(Lease(self, ffi.buffer(self._base + (bid * _COPY_BUF + off), res), bid, res))
         if not flags & CQE_F_MORE or self._waiter.task is not None:
@@ -208,6 +210,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
     def _on_zc_cqe(self, res: int, flags: int, off: int) -> None:
         if res > 0 and flags & CQE_F_MORE:
             assert self._ifq is not None
+            self._driver.bulk_bytes += res
             start = off & AREA_MASK
             self._deliver(Lease(self, ffi.buffer(self._ifq._slab + start, res), off, res))
         if not flags & CQE_F_MORE or self._waiter.task is not None:
@@ -253,6 +256,9 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             owner = self._memory_owner()
             if not any(o is owner for o in _PINNED):
                 _PINNED.append(owner)
+            if not self._zombie_hook:  # first in its pass, so its refill goes out with it
+                self._zombie_hook = True
+                self._driver.pre_enter.insert(0, self._check_zombies)
 
     def _give_back(self, key: int, nbytes: int) -> None:
         self._refills += 1
@@ -261,51 +267,76 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         else:
             refs = self._refs[key] - 1
             self._refs[key] = refs
-            if refs == 0 and not self._held[key]:
+            if refs == 0 and not self._inc_off[key]:
                 self._recycle.append(key)
+                if not self._flush_queued:
+                    self._flush_queued = True
+                    self._driver.soon(self._flush)
         if self._starved and not self._closed and len(self._out) + len(self._zombies) <= self._resume_at:
             self._starved = False
             if self._ifq is not None:
                 self._ifq.flush_wanted = True
-            self._driver.pre_enter.append(self._rearm_once)
+            self._driver.soon(self._arm)
 
-    def _rearm_once(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._driver.pre_enter.remove(self._rearm_once)
-        self._arm()
+    def _check_zombies(self) -> None:
+        """Every pass while some exist: give back buffers whose exports are gone."""
+        still = []
+        for lease in self._zombies:
+            if _exports_gone(lease):
+                lease._exporter = None
+                self._give_back(lease._key, lease.nbytes)
+            else:
+                still.append(lease)
+        self._zombies = still
+        if not still:
+            self._driver.soon(self._unhook_zombies)  # not from inside the hook loop
+
+    def _unhook_zombies(self) -> None:
+        if self._zombie_hook and not self._zombies:
+            self._zombie_hook = False
+            with contextlib.suppress(ValueError):
+                self._driver.pre_enter.remove(self._check_zombies)
 
     def _flush(self) -> None:
-        """Once per pass: buffers whose exports are gone, then the batched ring re-add."""
-        if self._zombies:
-            still = []
-            for lease in self._zombies:
-                if _exports_gone(lease):
-                    lease._exporter = None
-                    self._give_back(lease._key, lease.nbytes)
-                else:
-                    still.append(lease)
-            self._zombies = still
+        """Before the next enter: the buffers given back since, in one ring re-add."""
+        self._flush_queued = False
         if self._recycle and self._bufs is not None and not self._bufs.closed:
             self._bufs.recycle(self._recycle)
             self._recycle.clear()
 
     # ---- the channel -------------------------------------------------------------------------------
-    async def receive(self) -> Lease:
+    async def _wait(self) -> None:
+        """A checkpoint; if nothing is ready, sleep until something is (or the end)."""
         if self._closed:
             raise trio.ClosedResourceError("this zero-copy receiver is closed")
+        if self._ready:
+            await trio.lowlevel.checkpoint()
+            return
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not self._ready and not self._eof and self._error is None:
+        if not self._eof and self._error is None:
             self._arm()
             await self._waiter.park()
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _end(self) -> BaseException | None:
+        """Why nothing more will be received, or None if more may come."""
+        if self._error is not None:
+            exc = trio.BrokenResourceError(f"receive failed: {self._error}")
+            exc.__cause__ = self._error
+            return exc
+        if self._closed:
+            return trio.ClosedResourceError("this zero-copy receiver is closed")
+        return trio.EndOfChannel() if self._eof else None
+
+    async def receive(self) -> Lease:
+        await self._wait()
         if self._ready:
             return self._ready.popleft()
-        if self._error is not None:
-            raise trio.BrokenResourceError(f"receive failed: {self._error}") from self._error
-        if self._closed:
-            raise trio.ClosedResourceError("this zero-copy receiver is closed")
-        raise trio.EndOfChannel
+        end = self._end()
+        if end is None:  # another task took what was ready while this one was at the checkpoint
+            return await self.receive()
+        raise end
 
     async def receive_batch(self, max_leases: int = 64) -> list[Lease]:
         """Every lease already received (at least one, at most ``max_leases``), in order.
@@ -315,21 +346,20 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         """
         if max_leases < 1:
             raise ValueError("max_leases must be >= 1")
+        await self._wait()
         ready = self._ready
-        if not ready or self._closed:  # the same checks and errors as receive()
-            try:
-                first = await self.receive()
-            except trio.EndOfChannel:
-                return []
-            batch = [first]
-        else:
-            await trio.lowlevel.checkpoint()
-            batch = []
-        while ready and len(batch) < max_leases:
-            batch.append(ready.popleft())
-        if not batch:  # the stream ended (or failed) while this task was at the checkpoint
+        if ready:
+            if len(ready) <= max_leases:
+                batch = list(ready)
+                ready.clear()
+                return batch
+            return [ready.popleft() for _ in range(max_leases)]
+        end = self._end()
+        if end is None:
             return await self.receive_batch(max_leases)
-        return batch
+        if isinstance(end, trio.EndOfChannel):
+            return []
+        raise end
 
     def statistics(self) -> ReceiverStatistics:
         return ReceiverStatistics(
@@ -357,11 +387,12 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             if not lease._released:
                 lease.release()
         self._ready.clear()
+        if self._zombies:
+            self._check_zombies()
         self._flush()
+        self._zombie_hook = False
         with contextlib.suppress(ValueError):
-            d.pre_enter.remove(self._flush)
-        with contextlib.suppress(ValueError):
-            d.pre_enter.remove(self._rearm_once)
+            d.pre_enter.remove(self._check_zombies)
         if self._ifq is not None:
             self._ifq.starved.discard(self)
             self._ifq.flush()
@@ -448,7 +479,6 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
         ifq.users += 1
     else:
         rx._setup_copy(area_size)
-    driver.pre_enter.append(rx._flush)
     try:
         if usock is not None and usock._rx is not None:
             await _take_over(rx, usock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import hashlib
 import os
@@ -356,3 +357,46 @@ def test_cancelled_receive_batch_keeps_the_ready_leases(run: Runner) -> None:
             assert got == b"z" * 4999
 
     run(main)
+
+
+def test_copy_mode_without_incremental_buffers(run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel without IOU_PBUF_RING_INC refuses the flag (EINVAL): whole 64 KiB buffers then."""
+    from trio_uring.zerocopy import _receiver  # noqa: PLC0415 - the module patched here
+
+    real = _receiver._copy_ring
+
+    def no_incremental(ring: Any, area_size: int, buf_size: int, *, incremental: bool) -> Any:
+        if incremental:
+            raise OSError(errno.EINVAL, "IORING_REGISTER_PBUF_RING: Invalid argument")
+        return real(ring, area_size, buf_size, incremental=incremental)
+
+    monkeypatch.setattr(_receiver, "_copy_ring", no_incremental)
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        total = 8 * MiB
+        h = hashlib.sha256()
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, blocks(total))
+            async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                assert rx._bufs is not None
+                assert not rx._bufs.incremental and rx._bufs.buf_size == 64 * 1024
+                async for lease in rx:
+                    with lease:
+                        h.update(lease.data)
+        await rx_stream.aclose()
+        assert h.digest() == digest(total)
+
+    run(main)
+
+
+@pytest.mark.parametrize(("area", "buf"), [(16 * MiB, 256 * 1024), (256 * 1024, 16 * 1024), (4096, 4096)])
+def test_copy_buffers_are_sized_to_the_area(area: int, buf: int) -> None:
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy", area_size=area) as rx:
+            assert rx._bufs is not None and rx._bufs.incremental
+            assert rx._bufs.buf_size == buf
+            assert rx._bufs.entries * buf >= area  # never less than asked for
+
+    trio_uring.run(main)

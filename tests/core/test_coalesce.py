@@ -17,7 +17,12 @@ from trio_uring import RingClosedError, UringUnavailable, open_zc_receiver
 from trio_uring._core._io_manager import COALESCE_ENTERS
 from trio_uring._core._ring import Ring, run_ring_flags
 
-needs_min_wait = pytest.mark.skipif(not Ring(8).can_coalesce, reason="kernel without IORING_FEAT_MIN_TIMEOUT")
+def _kernel_coalesces() -> bool:
+    with Ring(8) as r:
+        return r.can_coalesce
+
+
+needs_min_wait = pytest.mark.skipif(not _kernel_coalesces(), reason="kernel without IORING_FEAT_MIN_TIMEOUT")
 
 
 @pytest.fixture
@@ -26,55 +31,50 @@ def ring() -> Iterator[Ring]:
         yield r
 
 
-def send_later(sock: socket.socket, delay: float, count: int = 1) -> threading.Thread:
-    def go() -> None:
-        time.sleep(delay)
-        for _ in range(count):
-            sock.send(b"x")
-
-    t = threading.Thread(target=go)
-    t.start()
-    return t
+Polled = tuple[Ring, socket.socket, socket.socket]
 
 
-def timed_wait(ring: Ring, timeout: float | None) -> tuple[list[int], float]:
+@pytest.fixture
+def polled(ring: Ring) -> Iterator[Polled]:
+    """The ring with a multishot POLLIN armed (user_data 7) on ``b``; ``a`` writes to it."""
+    a, b = socket.socketpair()
+    with a, b:
+        ring.prep_poll(b.fileno(), select.POLLIN, 7, multishot=True)
+        ring.enter(0, 0)
+        yield ring, a, b
+
+
+def wait_for_send(ring: Ring, sock: socket.socket, delay: float,
+                  timeout: float | None) -> tuple[list[int], float]:
+    """Send a byte on ``sock`` after ``delay`` from another thread; one wait: (user_data, seconds)."""
+    t = threading.Timer(delay, sock.send, (b"x",))
     t0 = time.monotonic()
+    t.start()
     batch = ring.enter(1, timeout)
-    return batch.user_data, time.monotonic() - t0
+    took = time.monotonic() - t0
+    t.join()
+    return batch.user_data, took
 
 
 @needs_min_wait
-def test_a_lone_early_event_waits_out_the_window(ring: Ring) -> None:
-    a, b = socket.socketpair()
-    with a, b:
-        ring.prep_poll(b.fileno(), select.POLLIN, 7, multishot=True)
-        ring.enter(0, 0)
-        ring.set_coalesce(300_000, nr=4)  # 0.3 s, so the effect is far above scheduling noise
-        t = send_later(a, 0.01)
-        uds, took = timed_wait(ring, 10.0)
-        t.join()
-        assert uds == [7]
-        assert 0.25 < took < 5.0  # held for the window (one event < nr), not for the timeout
-
-        b.recv(16)
-        ring.set_coalesce(0)  # off: the same event ends the wait at once
-        t = send_later(a, 0.01)
-        uds, took = timed_wait(ring, 10.0)
-        t.join()
-        assert uds == [7] and took < 0.25
+def test_a_lone_early_event_waits_out_the_window(polled: Polled) -> None:
+    ring, a, b = polled
+    ring.set_coalesce(300_000, nr=4)  # 0.3 s, so the effect is far above scheduling noise
+    uds, took = wait_for_send(ring, a, 0.01, 10.0)
+    assert uds == [7]
+    assert 0.25 < took < 5.0  # held for the window (one event < nr), not for the timeout
+    b.recv(16)
+    ring.set_coalesce(0)  # off: the same event ends the wait at once
+    uds, took = wait_for_send(ring, a, 0.01, 10.0)
+    assert uds == [7] and took < 0.25
 
 
 @needs_min_wait
-def test_events_after_the_window_are_not_delayed(ring: Ring) -> None:
-    a, b = socket.socketpair()
-    with a, b:
-        ring.prep_poll(b.fileno(), select.POLLIN, 7, multishot=True)
-        ring.enter(0, 0)
-        ring.set_coalesce(50_000, nr=16)  # 50 ms
-        t = send_later(a, 0.3)
-        uds, took = timed_wait(ring, 10.0)
-        t.join()
-        assert uds == [7] and 0.28 < took < 5.0
+def test_events_after_the_window_are_not_delayed(polled: Polled) -> None:
+    ring, a, _ = polled
+    ring.set_coalesce(50_000, nr=16)  # 50 ms
+    uds, took = wait_for_send(ring, a, 0.3, 10.0)
+    assert uds == [7] and 0.28 < took < 5.0
 
 
 @needs_min_wait
@@ -87,8 +87,9 @@ def test_enough_completions_end_the_window_early(ring: Ring) -> None:
         ring.set_coalesce(2_000_000, nr=4)  # 2 s window, but 4 completions come at once
         for a, _ in pairs:
             a.send(b"x")
-        uds, took = timed_wait(ring, 10.0)
-        assert sorted(uds) == [10, 11, 12, 13] and took < 1.5
+        t0 = time.monotonic()
+        uds = ring.enter(1, 10.0).user_data
+        assert sorted(uds) == [10, 11, 12, 13] and time.monotonic() - t0 < 1.5
     finally:
         for a, b in pairs:
             a.close()
@@ -96,21 +97,17 @@ def test_enough_completions_end_the_window_early(ring: Ring) -> None:
 
 
 @needs_min_wait
-def test_no_coalescing_without_a_timeout_or_under_a_short_one(ring: Ring) -> None:
-    a, b = socket.socketpair()
-    with a, b:
-        ring.prep_poll(b.fileno(), select.POLLIN, 7, multishot=True)
-        ring.enter(0, 0)
-        ring.set_coalesce(300_000, nr=4)
-        # No timeout: the kernel would end the wait empty when the window expires.
-        t = send_later(a, 0.05)
-        uds, took = timed_wait(ring, None)
-        t.join()
-        assert uds == [7] and took < 0.25
-        b.recv(16)
-        # A timeout shorter than the window wins: trio's deadlines are never late.
-        uds, took = timed_wait(ring, 0.02)
-        assert uds == [] and took < 0.25
+def test_no_coalescing_without_a_timeout_or_under_a_short_one(polled: Polled) -> None:
+    ring, a, b = polled
+    ring.set_coalesce(300_000, nr=4)
+    # No timeout: the kernel would end the wait empty when the window expires.
+    uds, took = wait_for_send(ring, a, 0.05, None)
+    assert uds == [7] and took < 0.25
+    b.recv(16)
+    # A timeout shorter than the window wins: trio's deadlines are never late.
+    t0 = time.monotonic()
+    assert ring.enter(1, 0.02).user_data == []
+    assert time.monotonic() - t0 < 0.25
 
 
 def test_set_coalesce_rejects_bad_values(ring: Ring) -> None:

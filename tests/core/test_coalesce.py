@@ -17,6 +17,7 @@ from trio_uring import RingClosedError, UringUnavailable, open_zc_receiver
 from trio_uring._core._io_manager import COALESCE_ENTERS
 from trio_uring._core._ring import Ring, run_ring_flags
 
+
 def _kernel_coalesces() -> bool:
     with Ring(8) as r:
         return r.can_coalesce

@@ -79,6 +79,7 @@ class MultishotOp(Op):
     """An op that completes many times; every CQE goes to ``on_cqe(res, flags)``."""
 
     __slots__ = ("on_cqe",)
+    on_cqe: Callable[[int, int], None]
 
     def __init__(self, ud: int, fd: int, keep: Any, on_cqe: Callable[[int, int], None]) -> None:
         super().__init__(ud, None, fd, keep)
@@ -88,8 +89,7 @@ class MultishotOp(Op):
         self.on_cqe = _ignore
 
     def complete(self, res: int, flags: int) -> None:
-        if self.on_cqe is not None:
-            self.on_cqe(res, flags)
+        self.on_cqe(res, flags)
 
 
 def _ignore(res: int, flags: int) -> None:

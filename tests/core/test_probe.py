@@ -11,6 +11,7 @@ import pytest
 import trio_uring
 from tests._subproc import run_python
 from trio_uring._core._probe import kernel_version
+from trio_uring._core._ring import Ring
 
 
 def test_probe_reports_this_machine() -> None:
@@ -19,6 +20,9 @@ def test_probe_reports_this_machine() -> None:
     assert report.kernel_version >= (5, 19)
     assert {"RECV", "SEND", "ACCEPT", "POLL_ADD", "ASYNC_CANCEL"} <= report.opcodes
     assert "EXT_ARG" in report.features
+    # the same answer the IO manager uses to decide on wait coalescing
+    with Ring(8) as ring:
+        assert ("MIN_TIMEOUT" in report.features) == ring.can_coalesce
     assert report.multishot_recv and report.multishot_accept and report.buffer_rings
     text = str(report)
     assert "io_uring          usable" in text and "zcrx" in text

@@ -400,3 +400,33 @@ def test_copy_buffers_are_sized_to_the_area(area: int, buf: int) -> None:
             assert rx._bufs.entries * buf >= area  # never less than asked for
 
     trio_uring.run(main)
+
+
+def test_two_receivers_racing_for_one_ready_lease(run: Runner) -> None:
+    """Both see a lease ready and pass their checkpoint; the one that loses waits for more
+    instead of reporting the end of the stream."""
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy") as rx:
+            await tx.send_all(b"1")
+            (await rx.receive()).release()  # the receive op is armed now
+            await tx.send_all(b"2")
+            with trio.fail_after(5):
+                while not rx._ready:
+                    await trio.sleep(0.001)
+            got: list[bytes] = []
+
+            async def take() -> None:
+                with await rx.receive() as lease:
+                    got.append(lease.tobytes())
+
+            async with trio.open_nursery() as n:
+                n.start_soon(take)
+                n.start_soon(take)
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == [b"2"]  # one has it, the other still waits
+                await tx.send_all(b"3")
+            assert sorted(got) == [b"2", b"3"]
+
+    run(main)

@@ -164,14 +164,20 @@ def test_issue_then_collect_after_a_checkpoint(run: Runner, pair: Pair) -> None:
     run(main)
 
 
+async def _recv_in_flight(sock: socket.socket) -> tuple[Any, Any, bytearray]:
+    """Issue a recv on ``sock`` and pass a checkpoint: the kernel holds it, waiting for data."""
+    d = ll.current_driver()
+    buf = bytearray(8)
+    op = d.issue(d.ring.prep_recv, sock.fileno(), buf, fd=sock.fileno(), keep=buf)
+    await trio.lowlevel.checkpoint()
+    return d, op, buf
+
+
 def test_collect_cancelled_in_flight_delivers_or_cancels_never_loses(run: Runner, pair: Pair) -> None:
     a, b = pair
 
     async def main() -> None:
-        d = ll.current_driver()
-        buf = bytearray(8)
-        op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
-        await trio.lowlevel.checkpoint()  # submitted: the recv waits in the kernel
+        d, op, buf = await _recv_in_flight(a)
         with trio.move_on_after(0.02) as cs:
             await d.collect(op)
         assert cs.cancelled_caught and op.res == -errno.ECANCELED
@@ -186,10 +192,7 @@ def test_collect_after_the_fd_was_closed_raises_closed_resource_error(run: Runne
     a, _b = pair
 
     async def main() -> None:
-        d = ll.current_driver()
-        buf = bytearray(8)
-        op = d.issue(d.ring.prep_recv, a.fileno(), buf, fd=a.fileno(), keep=buf)
-        await trio.lowlevel.checkpoint()
+        d, op, _ = await _recv_in_flight(a)
         d.close_fd_ops(a.fileno())
         with pytest.raises(trio.ClosedResourceError):
             await d.collect(op)

@@ -177,7 +177,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             self._bufs = _copy_ring(ring, area_size, _COPY_BUF, incremental=False)
         entries = self._bufs.entries
         self._refs = [0] * entries
-        self._inc_off = [0] * entries
+        self._inc_off = self._bufs._inc_offset  # BufferRing.take's state; take() is inlined below
         self._inc = self._bufs.incremental
         self._base = self._bufs._slab_ptr
         self._buf_size = self._bufs.buf_size

@@ -274,15 +274,22 @@ def test_bad_arguments_are_rejected_clearly(run: Runner) -> None:
             with pytest.raises(TypeError, match="socket"):
                 async with open_zc_receiver(42):
                     pass
-            udp = stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
+            with stdsocket.socket() as plain, pytest.raises(TypeError, match="from_stdlib_socket"):
+                async with open_zc_receiver(plain):  # a stdlib socket: nothing to give data back to
+                    pass
+            udp = trio_uring.socket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM)
             with udp, pytest.raises(ValueError, match="TCP stream"):
                 async with open_zc_receiver(udp):
                     pass
-            closed = stdsocket.socket()
+            closed = trio_uring.socket.socket()
             closed.close()
             with pytest.raises(trio.ClosedResourceError):
                 async with open_zc_receiver(closed):
                     pass
+            for queue in (-1, 2**32, "0", True):
+                with pytest.raises(ValueError, match="queue must be"):
+                    async with open_zc_receiver(rx_stream, queue=queue):  # type: ignore[arg-type]
+                        pass
             async with open_zc_receiver(rx_stream, mode="copy") as rx:
                 pass
             with pytest.raises(trio.ClosedResourceError):
@@ -402,31 +409,30 @@ def test_copy_buffers_are_sized_to_the_area(area: int, buf: int) -> None:
     trio_uring.run(main)
 
 
-def test_two_receivers_racing_for_one_ready_lease(run: Runner) -> None:
-    """Both see a lease ready and pass their checkpoint; the one that loses waits for more
-    instead of reporting the end of the stream."""
+def test_one_task_at_a_time_per_receiver(run: Runner) -> None:
+    """A receiver has one consumer (like a stream's receive side): a second task gets
+    BusyResourceError at once instead of sleeping forever, even past the end of stream."""
 
     async def main() -> None:
         tx, rx_stream = pair()
-        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy") as rx:
-            await tx.send_all(b"1")
-            (await rx.receive()).release()  # the receive op is armed now
-            await tx.send_all(b"2")
-            with trio.fail_after(5):
-                while not rx._ready:
-                    await trio.sleep(0.001)
+        async with rx_stream, open_zc_receiver(rx_stream, mode="copy") as rx:
             got: list[bytes] = []
 
-            async def take() -> None:
-                with await rx.receive() as lease:
-                    got.append(lease.tobytes())
+            async def take_all() -> None:
+                async for lease in rx:
+                    with lease:
+                        got.append(lease.tobytes())
 
             async with trio.open_nursery() as n:
-                n.start_soon(take)
-                n.start_soon(take)
+                n.start_soon(take_all)
                 await trio.testing.wait_all_tasks_blocked()
-                assert got == [b"2"]  # one has it, the other still waits
-                await tx.send_all(b"3")
-            assert sorted(got) == [b"2", b"3"]
+                with pytest.raises(trio.BusyResourceError):
+                    await rx.receive()
+                with pytest.raises(trio.BusyResourceError):
+                    await rx.receive_batch()
+                await tx.send_all(b"2")
+                await tx.aclose()
+            assert got == [b"2"]
+            assert await rx.receive_batch() == []  # the end of stream, for whoever asks next
 
     run(main)

@@ -21,6 +21,7 @@ import trio_uring
 from trio_uring import ZeroCopyUnavailable, open_zc_receiver
 from trio_uring._core._caps import has_cap_net_admin
 from trio_uring._core._ring import Ring, SetupFlags
+from trio_uring.socket import from_stdlib_socket
 from trio_uring.zerocopy._doctor import check_interface
 from trio_uring.zerocopy._zcrx import registration_error
 
@@ -112,7 +113,7 @@ def test_explicit_modes_raise_and_auto_falls_back_with_reasons(runner: object) -
             lsock.bind(("127.0.0.1", 0))
             lsock.listen()
             b = socket.create_connection(lsock.getsockname())
-            a, _ = lsock.accept()
+            a = from_stdlib_socket(lsock.accept()[0])
         with a, b:
             with pytest.raises(ZeroCopyUnavailable, match="needs interface="):
                 async with open_zc_receiver(a, mode="zcrx"):
@@ -172,7 +173,7 @@ with Ring(8, flags=f, required=f) as ring:
                                ffi.new("struct tu_zcrx_info *"))
 print("KERNEL", ret, registration_error(ret, interface="lo", queue=0, nodev=False))
 async def main():
-    a = socket.socket()  # TCP (zcrx receives nothing else); unconnected is enough here
+    a = trio_uring.socket.socket()  # TCP (zcrx receives nothing else); unconnected is enough here
     try:
         async with trio_uring.open_zc_receiver(a, mode="zcrx-nodev"):
             pass
@@ -200,7 +201,7 @@ def test_veth_in_our_own_namespace_fails_with_eopnotsupp() -> None:
         code = """
 import trio, trio_uring, socket
 async def main():
-    a = socket.socket()
+    a = trio_uring.socket.socket()
     try:
         async with trio_uring.open_zc_receiver(a, mode="zcrx", interface="tuv0"):
             pass
@@ -244,7 +245,7 @@ def test_doctor_reads_nic_state_without_changing_it(tmp_path: Path) -> None:
 
 def test_zcrx_modes_refuse_non_tcp_sockets() -> None:
     async def main() -> None:
-        a, b = socket.socketpair()
+        a, b = trio_uring.socket.socketpair()
         with a, b:
             with pytest.raises(ZeroCopyUnavailable, match="TCP only; this is an AF_UNIX socket"):
                 async with open_zc_receiver(a, mode="zcrx-nodev"):

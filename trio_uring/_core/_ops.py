@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import errno as _errno
 import itertools
+import threading
+import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import outcome
 import trio
@@ -30,7 +32,7 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 from ._errors import kernel_error
 from ._ring import CQE_F_MORE, Batch, Ring
 
-__all__ = ["BigMultishotOp", "MultishotOp", "Op", "OpDriver"]
+__all__ = ["BigMultishotOp", "MultishotOp", "Op", "OpDriver", "RunOwned"]
 
 _CANCELLED = (-_errno.ECANCELED, -_errno.EINTR)
 OpT = TypeVar("OpT", bound="Op")
@@ -117,6 +119,17 @@ def _ignore32(res: int, flags: int, extra: int) -> None:
     pass
 
 
+class RunOwned(Protocol):
+    """An object that holds per-run state (an armed op, pool buffers, accepted fds).
+
+    :meth:`OpDriver.close` calls ``run_ended()`` after the ring's last completion was
+    dispatched: the object gives back what it holds and turns itself into something a later
+    run can use or that fails at once, clearly (see the ownership rules in the docs).
+    """
+
+    def run_ended(self) -> None: ...
+
+
 class OpDriver:
     """Submits ops on one ring for one trio run and dispatches their completions."""
 
@@ -140,9 +153,18 @@ class OpDriver:
         #: last enter: the IO manager coalesces its waits while this stays high.
         self.bulk_bytes = 0
         self.closed = False
+        #: The thread that owns the ring (SINGLE_ISSUER): finalizers running elsewhere
+        #: must not touch it.
+        self.thread = threading.get_ident()
+        #: Objects holding state of this run, told when it ends (see :class:`RunOwned`).
+        self._owned: weakref.WeakSet[RunOwned] = weakref.WeakSet()
 
     def new_ud(self) -> int:
         return next(self._ids)
+
+    def own(self, obj: RunOwned) -> None:
+        """Have ``obj.run_ended()`` called when this run's ring closes (held weakly)."""
+        self._owned.add(obj)
 
     def soon(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` once, just before the next enter.
@@ -313,10 +335,12 @@ class OpDriver:
         return hit
 
     def close(self, *, abandon: bool = False) -> None:
-        """Cancel and drain everything, then close the ring.
+        """Cancel and drain everything, close the ring, then tell the run's owners.
 
         Waiters get ``ClosedResourceError``; with ``abandon`` (the run is already over, no
-        task can be rescheduled) nobody is woken.
+        task can be rescheduled) nobody is woken. Multishot callbacks still see their final
+        completions (data that arrived is kept by its owner, accepted fds are closed), and
+        must not re-arm: :attr:`closed` is already True.
         """
         if self.closed:
             return
@@ -324,11 +348,22 @@ class OpDriver:
         ring = self.ring
         for op in ring.inflight.values():
             op.closed = True
-            if abandon:
+            if abandon and not isinstance(op, MultishotOp):
                 op.abandon()
-        if not ring.closed:
-            ring.drain(on_batch=self.dispatch)
-            leftover = list(ring.inflight.values())
-            ring.close()
-            for op in leftover:
-                op.complete(-_errno.ECANCELED, 0)
+        try:
+            if not ring.closed:
+                ring.drain(on_batch=self.dispatch)
+                leftover = list(ring.inflight.values())
+                ring.close()
+                for op in leftover:
+                    op.complete(-_errno.ECANCELED, 0)
+        finally:
+            error: BaseException | None = None
+            for owner in list(self._owned):
+                try:
+                    owner.run_ended()
+                except BaseException as exc:  # every owner gets its turn
+                    error = error or exc
+            self._owned.clear()
+            if error is not None:
+                raise error

@@ -9,10 +9,18 @@ Buffers go back to the kernel in batches (once per scheduler pass). With increme
 consumption several chunks — of any socket — share one buffer, so a buffer is recycled
 when its last chunk was consumed *and* the kernel said it is done with it.
 
-Backpressure: a socket whose unread data exceeds ``max_pending`` stops receiving (its
-multishot op is cancelled; TCP flow control holds the rest in the kernel) until its
-consumer catches up. When the ring runs dry (``ENOBUFS``), receives are re-armed as
-buffers come back. Nothing is dropped and no error reaches the user.
+Ownership of the shared pool (no connection can starve another):
+
+* A socket whose unread data exceeds ``max_pending`` stops receiving (its multishot op is
+  cancelled; TCP flow control pushes back on *its* peer) until its consumer catches up.
+* The pool is a staging area, not storage: when fewer than a quarter of its buffers are
+  left to the kernel, the unread chunks of every socket whose consumer is not waiting are
+  copied into that socket's own memory (its *spill*, bounded by ``max_pending``) and their
+  buffers go back to the kernel. Idle readers cost their own memory, never the pool.
+* When the ring runs dry anyway (``ENOBUFS``), receives are re-armed as buffers come back.
+* A receiver that closes (explicitly, or its socket was collected) returns every buffer it
+  holds; at the end of the run the ones still open move their data to their spill and
+  detach, so the socket works in a later run.
 
 Bulk streams: the multishot op pays off for message-sized data (no recv syscall, no
 readiness round trip). For a stream whose completions are large (``BULK_CHUNK`` or more)
@@ -56,10 +64,13 @@ def configure_receive_buffers(entries: int = DEFAULT_ENTRIES, buf_size: int = DE
     Call before the first socket receive of the run; afterwards the ring exists and this
     raises ``RuntimeError``.
     """
+    for name, value in (("entries", entries), ("buf_size", buf_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if entries <= 0 or entries & (entries - 1) or entries > 32768:
         raise ValueError(f"entries must be a power of two up to 32768, got {entries}")
-    if buf_size < 256:
-        raise ValueError(f"buf_size must be at least 256 bytes, got {buf_size}")
+    if not 256 <= buf_size <= 1 << 24:
+        raise ValueError(f"buf_size must be between 256 bytes and 16 MiB, got {buf_size}")
     try:
         _POOL.get()
     except LookupError:
@@ -69,6 +80,7 @@ def configure_receive_buffers(entries: int = DEFAULT_ENTRIES, buf_size: int = DE
 
 
 def buffer_pool() -> BufferPool:
+    """This run's shared stream buffer pool, created on first use."""
     try:
         return _POOL.get()
     except LookupError:
@@ -87,12 +99,21 @@ class BufferPool:
         self.bufs = BufferRing(driver.ring, entries=entries, buf_size=buf_size, incremental=None)
         self.mem = self.bufs.memory
         self.size = buf_size
+        self.entries = entries
+        #: Buffers the kernel can receive into right now (the rest hold unread chunks).
+        self.in_kernel = entries
+        #: Below this many buffers in the kernel, idle readers' chunks are spilled.
+        self.low_water = max(1, entries // 4)
+        #: Bytes copied out of the pool into sockets' own memory (a counter, for statistics).
+        self.spilled_bytes = 0
         self._refs = [0] * entries  # chunks handed out and not yet consumed
         self._held = [False] * entries  # the kernel may still append to this buffer (INC)
         self._inc = self.bufs.incremental
-        self._inc_off = [0] * entries  # where the next INC completion starts in each buffer
+        self._inc_off = self.bufs._inc_offset  # where the next INC completion starts per buffer
         self._recycle: list[int] = []
         self.starved: set[StreamReceiver] = set()
+        #: Receivers holding chunks: the candidates for spilling under pressure.
+        self.holders: set[StreamReceiver] = set()
         driver.pre_enter.append(self.flush)
 
     def chunk(self, res: int, flags: int) -> tuple[int, int]:
@@ -100,6 +121,7 @@ class BufferPool:
         bid = flags >> CQE_BUFFER_SHIFT
         self._refs[bid] += 1
         if not self._inc:
+            self.in_kernel -= 1
             return bid, 0
         off = self._inc_off[bid]
         if flags & CQE_F_BUF_MORE:
@@ -108,6 +130,7 @@ class BufferPool:
         else:
             self._inc_off[bid] = 0
             self._held[bid] = False
+            self.in_kernel -= 1  # the kernel moved on to the next buffer
         return bid, off
 
     def release(self, bid: int) -> None:
@@ -116,11 +139,26 @@ class BufferPool:
         if refs == 0 and not self._held[bid]:
             self._recycle.append(bid)
 
+    @property
+    def pressure(self) -> bool:
+        return self.in_kernel + len(self._recycle) < self.low_water
+
     def flush(self) -> None:
-        """Give consumed buffers back (one native call), then re-arm starved receivers."""
-        if not self._recycle or self.bufs.closed:
+        """Give consumed buffers back (one native call), then re-arm starved receivers.
+
+        Under pressure, first spill the chunks of receivers nobody is waiting on, so their
+        buffers go back in the same call.
+        """
+        if self.bufs.closed:
+            return
+        if self.holders and self.pressure:
+            for rx in list(self.holders):
+                if rx._waiter.task is None:  # a waiting consumer takes its chunks this pass
+                    rx.spill()
+        if not self._recycle:
             return
         self.bufs.recycle(self._recycle)
+        self.in_kernel += len(self._recycle)
         self._recycle.clear()
         if self.starved:
             starved, self.starved = self.starved, set()
@@ -129,34 +167,51 @@ class BufferPool:
 
 
 class StreamReceiver:
-    """The receive side of one stream socket: a multishot recv and its queued chunks."""
+    """The receive side of one stream socket: a multishot recv and its queued data.
+
+    Data is queued in two places, in this order: the *spill* (bytes in the socket's own
+    memory: moved out of the shared pool under pressure, handed back by a zero-copy
+    receiver, or kept from an earlier run) and the *chunks* (still in pool buffers).
+    """
 
     __slots__ = (
-        "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_stopping", "_waiter", "bulk",
-        "closed", "max_pending",
+        "__weakref__", "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_spill",
+        "_stopping", "_waiter", "bulk", "closed", "detached", "max_pending",
     )
 
-    def __init__(self, fd: int, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(self, fd: int, max_pending: int = DEFAULT_MAX_PENDING,
+                 carry: StreamReceiver | None = None) -> None:
         self._fd = fd
         self._pool = buffer_pool()
         self._chunks: deque[tuple[int, int, int]] = deque()
+        self._spill = bytearray()
         self._pending = 0
         self._op: MultishotOp | None = None
         self._waiter = Waiter()
         self._eof = False
         self._error: OSError | None = None
         self.closed = False
+        #: The run this receiver belonged to ended: the socket makes a new one.
+        self.detached = False
         self.max_pending = max_pending
         self._stopping = False  # a cancel of ``_op`` is on its way
         #: Nonzero: read with plain ``recv`` (see the module docstring); counts down on
         #: small reads, set by a large completion or read.
         self.bulk = 0
+        if carry is not None:  # what an earlier run's receiver of this socket kept
+            self._spill = carry._spill
+            self._pending = len(self._spill)
+            self._eof, self._error = carry._eof, carry._error
+        self._pool.driver.own(self)
 
     # ---- kernel side ------------------------------------------------------------------------
     def arm(self) -> None:
-        if self._op is not None or self._eof or self._error is not None or self.closed:
+        if (self._op is not None or self._eof or self._error is not None or self.closed
+                or self._pending > self.max_pending):
             return
         pool = self._pool
+        if pool.driver.closed:
+            return
         self._stopping = False
         self._op = pool.driver.start_multishot(
             pool.driver.ring.prep_recv_select, self._fd, pool.bufs.bgid, fd=self._fd, on_cqe=self._on_cqe
@@ -168,6 +223,8 @@ class StreamReceiver:
             if self.closed:
                 self._pool.release(bid)
             else:
+                if not self._chunks:
+                    self._pool.holders.add(self)
                 self._chunks.append((bid, off, res))
                 self._pending += res
                 if flags & CQE_F_MORE and not self._stopping and self._op is not None:
@@ -181,6 +238,8 @@ class StreamReceiver:
             if res == 0:
                 self._eof = True
             elif res == -_errno.ENOBUFS:
+                if self._pool.pressure and self._waiter.task is None:
+                    self.spill()  # our own chunks must not keep our own receive from resuming
                 if not self._chunks:
                     self._pool.starved.add(self)  # others hold the buffers: wait for recycling
             elif res < 0 and res != -_errno.ECANCELED:
@@ -198,10 +257,26 @@ class StreamReceiver:
         self._stopping = True
         self._pool.driver.cancel(self._op)
 
+    def spill(self) -> None:
+        """Move the queued chunks out of the shared pool into this socket's own memory."""
+        chunks = self._chunks
+        if not chunks:
+            return
+        pool, mem, size, spill = self._pool, self._pool.mem, self._pool.size, self._spill
+        moved = 0
+        for bid, off, ln in chunks:
+            start = bid * size + off
+            spill += mem[start:start + ln]
+            pool.release(bid)
+            moved += ln
+        chunks.clear()
+        pool.spilled_bytes += moved
+        pool.holders.discard(self)
+
     # ---- task side --------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return bool(self._chunks) or self._eof or self._error is not None
+        return bool(self._chunks) or bool(self._spill) or self._eof or self._error is not None
 
     @property
     def idle(self) -> bool:
@@ -212,8 +287,8 @@ class StreamReceiver:
         that is one syscall and one copy per call, where the multishot op would copy into
         the ring first and be cancelled and re-armed every few calls.
         """
-        return (self._op is None and not self._chunks and not self._eof and self._error is None
-                and not self.closed)
+        return (self._op is None and not self._chunks and not self._spill and not self._eof
+                and self._error is None and not self.closed)
 
     async def wait(self) -> None:
         """Park until data, EOF or an error is there. Cancellation has no effect on data."""
@@ -224,12 +299,20 @@ class StreamReceiver:
         if self.closed:
             raise trio.ClosedResourceError("another task closed this socket")
 
+    def _raise_error(self) -> None:
+        err = self._error
+        assert err is not None
+        # a fresh exception each time: re-raising one object would grow its traceback
+        raise OSError(err.errno, err.strerror)
+
     def take(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of queued data (b"" at EOF); raises a stored error."""
+        if self._spill:
+            return self._take_spill(max_bytes)
         chunks = self._chunks
         if not chunks:
             if self._error is not None:
-                raise self._error
+                self._raise_error()
             return b""
         pool, mem, size = self._pool, self._pool.mem, self._pool.size
         bid, off, ln = chunks[0]
@@ -239,6 +322,8 @@ class StreamReceiver:
             if ln == max_bytes:
                 chunks.popleft()
                 pool.release(bid)
+                if not chunks:
+                    pool.holders.discard(self)
             else:
                 chunks[0] = (bid, off + max_bytes, ln - max_bytes)
             self._pending -= max_bytes
@@ -256,7 +341,16 @@ class StreamReceiver:
             else:
                 chunks[0] = (bid, off + k, ln - k)
             need -= k
+        if not chunks:
+            pool.holders.discard(self)
         data = b"".join(parts)
+        self._pending -= len(data)
+        return data
+
+    def _take_spill(self, max_bytes: int) -> bytes:
+        spill = self._spill
+        data = bytes(spill[:max_bytes])
+        del spill[:max_bytes]  # bytearray deletes from the front without moving the rest
         self._pending -= len(data)
         return data
 
@@ -265,16 +359,90 @@ class StreamReceiver:
         buf[: len(data)] = data
         return len(data)
 
+    def peek(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of queued data, left queued (``MSG_PEEK``)."""
+        if max_bytes <= len(self._spill) or not self._chunks:
+            if not self._spill and self._error is not None:
+                self._raise_error()
+            return bytes(self._spill[:max_bytes])
+        parts = [bytes(self._spill)]
+        need = max_bytes - len(self._spill)
+        mem, size = self._pool.mem, self._pool.size
+        for bid, off, ln in self._chunks:
+            if not need:
+                break
+            k = min(ln, need)
+            parts.append(bytes(mem[bid * size + off:bid * size + off + k]))
+            need -= k
+        return b"".join(parts)
+
+    # ---- handing the receive side over (zero-copy receivers) ---------------------------------
+    async def quiesce(self) -> None:
+        """Stop the receive op and wait for its final completion (shielded, bounded).
+
+        Afterwards everything the kernel delivered is queued here and nothing more arrives
+        until :meth:`arm`: a new owner of the socket's receive side can take over in order.
+        """
+        op = self._op
+        if op is None:
+            return
+        self._stopping = True
+        self._pool.driver.cancel(op)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            while self._op is op:
+                await trio.sleep(0)
+
+    def hand_over(self) -> bytes:
+        """Everything queued, as bytes in our own memory; the queue is empty afterwards.
+
+        Call after :meth:`quiesce`: the receive op stays off (it is no longer waiting for
+        buffers either) until the stream is read again.
+        """
+        self._pool.starved.discard(self)
+        self.spill()
+        data = bytes(self._spill)
+        self._spill.clear()
+        self._pending = 0
+        return data
+
+    def give_back(self, data: bytes, *, eof: bool, error: OSError | None) -> None:
+        """Put bytes taken by a zero-copy receiver back in front of the queue."""
+        if data:
+            self._spill[:0] = data
+            self._pending += len(data)
+        self._eof = self._eof or eof
+        if error is not None and self._error is None:
+            self._error = error
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    @property
+    def error(self) -> OSError | None:
+        return self._error
+
+    # ---- endings ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop receiving, give every buffer back, wake a waiting task (it raises Closed)."""
         if self.closed:
             return
         self.closed = True
-        self._pool.starved.discard(self)
-        if self._op is not None and not self._pool.driver.closed:
-            self._pool.driver.cancel(self._op)
+        pool = self._pool
+        pool.starved.discard(self)
+        pool.holders.discard(self)
+        if self._op is not None and not pool.driver.closed:
+            pool.driver.cancel(self._op)
         for bid, _off, _ln in self._chunks:
-            self._pool.release(bid)
+            pool.release(bid)
         self._chunks.clear()
+        self._spill = bytearray()
         self._pending = 0
         self._waiter.wake()
+
+    def run_ended(self) -> None:
+        """The run's ring is gone: keep the queued data in our own memory and detach."""
+        if not self.closed:
+            self.spill()
+        self._op = None
+        self.detached = True

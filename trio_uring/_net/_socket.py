@@ -22,12 +22,15 @@ import functools
 import os
 import select
 import socket as _stdlib
+import threading
+import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import trio
 
+from .._core._errors import UringUnavailable
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver, existing_driver
 from .._core._ring import CQE_F_MORE, readable_cbuf
@@ -46,6 +49,17 @@ R = TypeVar("R", bytes, int)
 _ACCEPT_BACKLOG = 128
 _DIRECT_SEND = os.environ.get("TRIO_URING_SEND", "direct") == "direct"
 _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
+_PEEK, _WAITALL, _DONTWAIT = int(_stdlib.MSG_PEEK), int(_stdlib.MSG_WAITALL), int(_stdlib.MSG_DONTWAIT)
+#: recv flags the stream receive path understands on data it already holds in user memory.
+_QUEUE_FLAGS = _PEEK | _WAITALL | _DONTWAIT
+
+
+def driver_or_none() -> OpDriver | None:
+    """The run's op driver, or None where io_uring cannot be used in this run."""
+    try:
+        return current_driver()
+    except UringUnavailable:
+        return None
 
 
 class _Conflict:
@@ -67,7 +81,13 @@ class _Conflict:
 
 
 class _AcceptQueue:
-    """Fds accepted by a multishot accept, waiting for ``accept()`` calls."""
+    """Fds accepted by a multishot accept, waiting for ``accept()`` calls.
+
+    Owned by one socket for one run: fds it accepted and nobody took are closed when the
+    socket closes or the run ends (their peers see the connection end).
+    """
+
+    __slots__ = ("__weakref__", "closed", "driver", "error", "fd", "fds", "op", "waiter")
 
     def __init__(self, driver: OpDriver, fd: int) -> None:
         self.driver = driver
@@ -77,16 +97,17 @@ class _AcceptQueue:
         self.op: MultishotOp | None = None
         self.waiter = Waiter()
         self.closed = False
+        driver.own(self)
 
     def arm(self) -> None:
-        if self.op is None and not self.closed and len(self.fds) < _ACCEPT_BACKLOG:
+        if self.op is None and not self.closed and not self.driver.closed and len(self.fds) < _ACCEPT_BACKLOG:
             self.op = self.driver.start_multishot(
                 functools.partial(self.driver.ring.prep_accept, multishot=True), self.fd,
                 fd=self.fd, on_cqe=self._on_cqe)
 
     def _on_cqe(self, res: int, flags: int) -> None:
         if res >= 0:
-            if self.closed:
+            if self.closed or self.driver.closed:
                 os.close(res)
             else:
                 self.fds.append(res)
@@ -124,9 +145,17 @@ class _AcceptQueue:
             os.close(self.fds.popleft())
         self.waiter.wake()
 
+    def run_ended(self) -> None:
+        self.op = None
+        self.close()
+
 
 class UringSocket(trio.socket.SocketType):
-    """A trio socket on io_uring. Create with :func:`socket` or :func:`from_stdlib_socket`."""
+    """A trio socket on io_uring. Create with :func:`socket` or :func:`from_stdlib_socket`.
+
+    Where io_uring cannot be used in the current run (seccomp, ``io_uring_disabled``...), it
+    does its I/O the way trio's own sockets do, with readiness waits.
+    """
 
     def __init__(self, sock: _stdlib.socket) -> None:
         super().__init__()
@@ -137,9 +166,28 @@ class UringSocket(trio.socket.SocketType):
         self._did_shutdown_SHUT_WR = False
         self._rx: StreamReceiver | None = None
         self._acceptq: _AcceptQueue | None = None
+        #: The ZeroCopyReceiver that owns this socket's receive side, if one is open.
+        self._zc: Any = None
         self._recv_conflict = _Conflict("another task is already receiving on this socket")
+        self._accept_conflict = _Conflict("another task is already accepting on this socket")
         self._is_stream = sock.type == _stdlib.SOCK_STREAM
         self._driver: OpDriver | None = None
+
+    def __del__(self) -> None:
+        # A socket dropped without close(): its armed ops would keep the connection open
+        # (the kernel holds the file), its buffers would stay pinned. Give it all back.
+        sock = getattr(self, "_sock", None)
+        if sock is None or sock.fileno() == -1:
+            return
+        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
+        me = threading.get_ident()
+        for owner in (self._rx, self._acceptq):
+            if owner is None:
+                continue
+            driver = owner._pool.driver if isinstance(owner, StreamReceiver) else owner.driver
+            if not driver.closed and driver.thread == me:
+                driver.soon(owner.close)  # before the next enter, never in the middle of one
+        sock.close()
 
     # ---- plain forwarding -----------------------------------------------------------------
     def detach(self) -> int:
@@ -223,6 +271,9 @@ class UringSocket(trio.socket.SocketType):
 
     def _stop_io(self) -> None:
         """Cancel our kernel ops, return buffers, wake our waiters (ClosedResourceError)."""
+        zc, self._zc = self._zc, None
+        if zc is not None:
+            zc._socket_closed()
         rx, self._rx = self._rx, None
         if rx is not None:
             rx.close()
@@ -235,6 +286,7 @@ class UringSocket(trio.socket.SocketType):
                 trio.lowlevel.notify_closing(fd)
                 driver = existing_driver()
                 if driver is not None:
+                    # by number, at the last moment the number still means this socket
                     driver.close_fd_ops(fd)
 
     def close(self) -> None:
@@ -271,13 +323,59 @@ class UringSocket(trio.socket.SocketType):
         await trio.lowlevel.checkpoint()
         self._sock.bind(address)
 
+    # ---- the one try-then-wait path ---------------------------------------------------------------
+    async def _nonblocking(self, fn: Callable[[], T], wait: Callable[[], Awaitable[None]]) -> T:
+        """trio's ``_nonblocking_helper``: a cancel check, the syscall, and on ``EAGAIN`` a wait
+        and another try. Cancelled before the syscall succeeded means it had no effect.
+
+        The stream receive and send hot paths below inline this shape, each saying why.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            result = fn()
+        except BlockingIOError:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return result
+        while True:
+            await wait()
+            try:
+                return fn()
+            except BlockingIOError:
+                pass
+
+    def _run_driver(self) -> OpDriver | None:
+        """This run's driver (cached), or None where io_uring is unavailable in this run."""
+        d = self._driver
+        if d is None or d.closed:
+            d = self._driver = driver_or_none()
+        return d
+
+    async def _wait_readable(self) -> None:
+        """Readiness: an io_uring poll (cancelling it loses nothing), or trio's own wait where
+        a helper task reaps completions (plain ``trio.run``) or io_uring is unavailable."""
+        d = self._run_driver()
+        if d is None or d.reaped_by_task:
+            await trio.lowlevel.wait_readable(self._sock)
+            return
+        fd = self._sock.fileno()
+        if fd == -1:
+            raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+        res = await d.start(d.ring.prep_poll, fd, select.POLLIN, fd=fd)
+        if res < 0:
+            raise OSError(-res, os.strerror(-res))
+
     # ---- connect / accept ---------------------------------------------------------------------
     async def connect(self, address: Any) -> None:
         try:
             address = await self._resolve(address, local=False)
-            d = current_driver()
-            sa, salen = encode_sockaddr(self._sock.family, address)
+            d = self._run_driver()
             await trio.lowlevel.checkpoint_if_cancelled()
+            if d is None:
+                await self._connect_readiness(address)
+                return
+            sa, salen = encode_sockaddr(self._sock.family, address)
             fd = self._sock.fileno()
             res = await d.start(d.ring.prep_connect, fd, sa, salen, fd=fd, keep=sa)
             if res < 0:
@@ -287,19 +385,38 @@ class UringSocket(trio.socket.SocketType):
             self.close()
             raise
 
-    async def accept(self) -> tuple[UringSocket, Any]:
-        if self._acceptq is None:
-            if self._sock.fileno() == -1:
-                raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
-            self._acceptq = _AcceptQueue(current_driver(), self._sock.fileno())
-        await trio.lowlevel.checkpoint_if_cancelled()
-        q = self._acceptq
-        if q.fds:
-            fd = q.fds.popleft()
-            q.arm()
-            await trio.lowlevel.cancel_shielded_checkpoint()
+    async def _connect_readiness(self, address: Any) -> None:
+        """trio's connect without io_uring: non-blocking connect, wait writable, SO_ERROR."""
+        try:
+            self._sock.connect(address)
+        except BlockingIOError:
+            pass
         else:
-            fd = await q.get()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        await trio.lowlevel.wait_writable(self._sock)
+        err = self._sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
+        if err:
+            raise OSError(err, f"Error connecting to {address!r}: {os.strerror(err)}")
+
+    async def accept(self) -> tuple[UringSocket, Any]:
+        with self._accept_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            q = self._acceptq
+            if q is None or q.driver.closed:  # none yet, or one of an earlier run
+                if self._sock.fileno() == -1:
+                    raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+                d = self._run_driver()
+                if d is None:
+                    sock, addr = await self._nonblocking(self._sock.accept, self._wait_readable)
+                    return UringSocket(sock), addr
+                q = self._acceptq = _AcceptQueue(d, self._sock.fileno())
+            if q.fds:
+                fd = q.fds.popleft()
+                q.arm()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            else:
+                fd = await q.get()
         sock = _stdlib.socket(fileno=fd)
         try:
             addr = sock.getpeername()
@@ -308,20 +425,26 @@ class UringSocket(trio.socket.SocketType):
         return UringSocket(sock), addr
 
     # ---- receive -----------------------------------------------------------------------------
-    def _receiver(self) -> StreamReceiver:
+    def _receiver(self) -> StreamReceiver | None:
+        """The stream's receiver in this run (None where io_uring is unavailable)."""
         rx = self._rx
-        if rx is None:
+        if rx is None or rx.detached:
             fd = self._sock.fileno()
             if fd == -1:
                 raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
-            rx = self._rx = StreamReceiver(fd)
+            if self._run_driver() is None:
+                return None
+            rx = self._rx = StreamReceiver(fd, carry=rx)  # what an earlier run kept comes first
         return rx
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
-        if not self._is_stream or flags:
+        if not self._is_stream:
             return await self._dgram(lambda: self._sock.recv(buflen, flags))
         if buflen < 0:
             raise ValueError("negative buffersize in recv")
+        if flags:
+            with self._recv_conflict:
+                return await self._recv_flags(buflen, int(flags))
         return await self._stream_recv(buflen)
 
     async def _stream_recv(self, buflen: int) -> bytes:
@@ -332,7 +455,12 @@ class UringSocket(trio.socket.SocketType):
         conflict._held = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            rx = self._rx or self._receiver()
+            rx = self._rx
+            if rx is None or rx.detached:
+                rx = self._receiver()
+                if rx is None:
+                    sock = self._sock
+                    return await self._readiness_read(lambda: sock.recv(buflen))
             if rx.ready:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             else:
@@ -346,15 +474,78 @@ class UringSocket(trio.socket.SocketType):
         finally:
             conflict._held = False
 
+    async def _readiness_read(self, read: Callable[[], R]) -> R:
+        """The receive path without io_uring (the caller passed its cancel check)."""
+        try:
+            result = read()
+        except BlockingIOError:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return result
+        while True:
+            await trio.lowlevel.wait_readable(self._sock)
+            try:
+                return read()
+            except BlockingIOError:
+                pass
+
+    async def _recv_flags(self, buflen: int, flags: int) -> bytes:
+        """``recv`` with flags on a stream: ``MSG_PEEK``, ``MSG_WAITALL`` and ``MSG_DONTWAIT``
+        apply to data already queued in user memory first, as the kernel would apply them."""
+        if flags & ~_QUEUE_FLAGS:  # e.g. MSG_OOB: not part of the queued stream
+            return await self._nonblocking(lambda: self._sock.recv(buflen, flags), self._wait_readable)
+        data = await self._recv_once(buflen, flags)
+        if not flags & _WAITALL or flags & _PEEK:
+            return data
+        got = bytearray(data)
+        try:
+            while data and len(got) < buflen:
+                data = await self._recv_once(buflen - len(got), flags)
+                got += data
+        except BaseException as exc:
+            rx = self._rx
+            if got and rx is not None and not rx.closed and not rx.detached:
+                rx.give_back(bytes(got), eof=False, error=None)  # read again later: nothing lost
+            elif got and isinstance(exc, trio.Cancelled):
+                return bytes(got)  # no queue to put it back in: hand out the short read
+            raise
+        return bytes(got)
+
+    async def _recv_once(self, buflen: int, flags: int) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        rx = self._receiver()
+        sys_flags = flags & ~_WAITALL
+        if rx is None or rx.idle:
+            # nothing is queued in user memory: the kernel socket holds the next bytes
+            if flags & _DONTWAIT:
+                data = self._sock.recv(buflen, sys_flags)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+            return await self._nonblocking(lambda: self._sock.recv(buflen, sys_flags), self._wait_readable)
+        if rx.ready:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        elif flags & _DONTWAIT:
+            raise BlockingIOError(_errno.EAGAIN, os.strerror(_errno.EAGAIN))
+        else:
+            await rx.wait()
+        return rx.peek(buflen) if flags & _PEEK else rx.take(buflen)
+
     async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0, /) -> int:
-        if not self._is_stream or flags:
+        if not self._is_stream:
             return await self._dgram(lambda: self._sock.recv_into(buffer, nbytes, flags))
+        view = _writable_view(buffer, nbytes, "recv_into")
         with self._recv_conflict:
-            view = memoryview(buffer).cast("B")
-            if nbytes:
-                view = view[:nbytes]
+            if flags:
+                data = await self._recv_flags(len(view), int(flags))
+                view[:len(data)] = data
+                return len(data)
             await trio.lowlevel.checkpoint_if_cancelled()
-            rx = self._rx or self._receiver()
+            rx = self._rx
+            if rx is None or rx.detached:
+                rx = self._receiver()
+                if rx is None:
+                    return await self._readiness_read(lambda: self._sock.recv_into(view))
             if rx.ready:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             else:
@@ -368,7 +559,8 @@ class UringSocket(trio.socket.SocketType):
     async def _recv_direct(self, rx: StreamReceiver, read: Callable[[], R]) -> R | None:
         """Read with the syscall while no recv op is armed (see ``StreamReceiver.idle``).
 
-        ``None`` when the socket is empty and the stream is not bulk: the caller arms the
+        The try-then-wait shape of :meth:`_nonblocking`, inlined and with a third way out:
+        ``None`` when the socket is empty and the stream is not bulk, so the caller arms the
         multishot op and waits. A bulk stream waits with a poll and reads again;
         ``BULK_PATIENCE`` reads smaller than ``BULK_CHUNK`` in a row end bulk mode. Under a
         plain ``trio.run`` every read is a syscall after trio's own readiness wait.
@@ -383,7 +575,7 @@ class UringSocket(trio.socket.SocketType):
                     # recv op whose completion a helper task has to reap
                     await trio.lowlevel.wait_readable(self._sock)
                 elif rx.bulk:
-                    await self._poll_in()
+                    await self._wait_readable()
                 else:
                     return None
                 waited = True  # that wait was a schedule point: no checkpoint needed after it
@@ -396,51 +588,30 @@ class UringSocket(trio.socket.SocketType):
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return result
 
-    async def _poll_in(self) -> None:
-        """Wait until the socket is readable (an io_uring poll; cancelling it loses nothing)."""
-        d = self._driver
-        if d is None or d.closed:
-            d = self._driver = current_driver()
-        fd = self._sock.fileno()
-        if fd == -1:
-            raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
-        res = await d.start(d.ring.prep_poll, fd, select.POLLIN, fd=fd)
-        if res < 0:
-            raise OSError(-res, os.strerror(-res))
-
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
+        if self._is_stream:  # the stream may hold queued bytes: keep them in order
+            return await self.recv(bufsize, flags), None
         return await self._dgram(lambda: self._sock.recvfrom(bufsize, flags))
 
     async def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0, /) -> tuple[int, Any]:
+        if self._is_stream:
+            return await self.recv_into(buffer, nbytes, flags), None
         return await self._dgram(lambda: self._sock.recvfrom_into(buffer, nbytes, flags))
 
     async def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /) -> Any:
+        rx = self._rx
+        if self._is_stream and rx is not None and rx.ready:  # queued bytes come first
+            return await self.recv(bufsize, flags), [], 0, None
         return await self._dgram(lambda: self._sock.recvmsg(bufsize, ancbufsize, flags))
 
     async def _dgram(self, fn: Callable[[], T]) -> T:
-        """Receive with the syscall; when nothing is there, wait with an io_uring poll."""
+        """Receive with the syscall; when nothing is there, wait for readiness."""
         with self._recv_conflict:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                result = fn()
-            except BlockingIOError:
-                pass
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return result
-            d = current_driver()
-            while True:
-                fd = self._sock.fileno()
-                res = await d.start(d.ring.prep_poll, fd, select.POLLIN, fd=fd)
-                if res < 0:
-                    raise OSError(-res, os.strerror(-res))
-                try:
-                    return fn()
-                except BlockingIOError:
-                    pass
+            return await self._nonblocking(fn, self._wait_readable)
 
     # ---- send ---------------------------------------------------------------------------------
     async def send(self, data: Any, flags: int = 0, /) -> int:
+        # The try of the try-then-wait shape, inlined: the hot path of send_all.
         await trio.lowlevel.checkpoint_if_cancelled()
         if _DIRECT_SEND:
             try:
@@ -450,6 +621,9 @@ class UringSocket(trio.socket.SocketType):
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return n
+        if self._run_driver() is None:
+            return await self._nonblocking(lambda: self._sock.send(data, int(flags) | _NOSIGNAL),
+                                           self.wait_writable)
         return await self._ring_send(data, int(flags))
 
     async def _ring_send(self, data: Any, flags: int) -> int:
@@ -462,9 +636,8 @@ class UringSocket(trio.socket.SocketType):
         if fd == -1:
             raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
         cbuf = readable_cbuf(data)
-        d = self._driver
-        if d is None or d.closed:
-            d = self._driver = current_driver()
+        d = self._run_driver()
+        assert d is not None
         try:
             op = d.issue(d.ring.prep_send_flags, fd, cbuf, len(cbuf), flags | _NOSIGNAL, fd=fd, keep=cbuf)
             # The run enters the ring (submitting this and every other send of the pass) before
@@ -485,27 +658,35 @@ class UringSocket(trio.socket.SocketType):
         else:
             raise TypeError("sendto() takes 2 or 3 arguments")
         address = await self._resolve(address, local=False)
-        return await self._send_retry(lambda: self._sock.sendto(data, flags | _NOSIGNAL, address))
+        return await self._nonblocking(lambda: self._sock.sendto(data, flags | _NOSIGNAL, address),
+                                       self.wait_writable)
 
     async def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
         if address is not None:
             address = await self._resolve(address, local=False)
-        return await self._send_retry(
-            lambda: self._sock.sendmsg(buffers, ancdata, flags | _NOSIGNAL, address))
-
-    async def _send_retry(self, fn: Any) -> int:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                n: int = fn()
-            except BlockingIOError:
-                await self.wait_writable()
-                continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return n
+        return await self._nonblocking(
+            lambda: self._sock.sendmsg(buffers, ancdata, flags | _NOSIGNAL, address), self.wait_writable)
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
+
+
+def _writable_view(buffer: Any, nbytes: int, who: str) -> memoryview:
+    """The bytes ``who`` may fill, checked before anything is received (stdlib's errors)."""
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        raise TypeError(f"{who}() argument 'buffer' must be read-write bytes-like object, "
+                        f"not {type(buffer).__name__}") from None
+    if view.readonly:
+        raise TypeError(f"{who}() argument 'buffer' must be read-write bytes-like object, "
+                        f"not {type(buffer).__name__}")
+    view = view.cast("B")
+    if nbytes < 0:
+        raise ValueError(f"negative buffersize in {who}")
+    if nbytes > len(view):
+        raise ValueError("buffer too small for requested bytes")
+    return view[:nbytes] if nbytes else view
 
 
 def from_stdlib_socket(sock: _stdlib.socket) -> UringSocket:

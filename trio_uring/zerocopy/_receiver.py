@@ -25,7 +25,7 @@ import socket as _stdlib
 import sys
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -37,7 +37,11 @@ from .._core._plain import current_driver
 from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE, SetupFlags
 from .._core._waiter import Waiter
 from .._native import ffi
-from ._zcrx import AREA_MASK, Ifq, ZeroCopyUnavailable, get_ifq
+from .._net._socket import _Conflict
+from ._zcrx import AREA_MASK, PAGE, Ifq, ZeroCopyUnavailable, get_ifq
+
+if TYPE_CHECKING:
+    from .._net._socket import UringSocket
 
 __all__ = ["Lease", "ReceiverStatistics", "ZeroCopyReceiver", "open_zc_receiver"]
 
@@ -54,7 +58,7 @@ _COPY_BUF = 64 * 1024
 class Lease:
     """One completion's bytes, on loan from the kernel until :meth:`release`."""
 
-    __slots__ = ("_exporter", "_key", "_released", "_rx", "_view", "nbytes")
+    __slots__ = ("_exporter", "_key", "_owner", "_released", "_rx", "_view", "nbytes")
 
     def __init__(self, rx: ZeroCopyReceiver, exporter: Any, key: Any, nbytes: int) -> None:
         self._rx = rx
@@ -62,6 +66,9 @@ class Lease:
         self._view: memoryview | None = None  # made on first use: a lease nobody reads costs less
         self._key = key
         self._released = False
+        #: Set while the lease is released but its memory is still exported (numpy...):
+        #: the mapping's owner, kept alive by the lease until the export is gone.
+        self._owner: Any = None
         self.nbytes = nbytes
 
     @property
@@ -114,9 +121,16 @@ class ReceiverStatistics:
     fallback_reason: str = ""
 
 
-#: Owners of memory that released-but-still-exported leases point into: kept mapped for
-#: the life of the process rather than risk a view onto unmapped or recycled memory.
-_PINNED: list[Any] = []
+#: Released leases whose memory was still exported when their receiver closed. Each holds
+#: its memory's owner (``Lease._owner``) so no export can point at unmapped memory, and is
+#: dropped — letting the memory go — once its export is gone (see :func:`_sweep_orphans`).
+_ORPHANS: list[Lease] = []
+
+
+def _sweep_orphans() -> None:
+    """Forget orphaned leases nobody exports any more (each receiver open and close)."""
+    if _ORPHANS:
+        _ORPHANS[:] = [lease for lease in _ORPHANS if not _exports_gone(lease)]
 
 
 def _exports_gone(lease: Lease) -> bool:
@@ -136,9 +150,10 @@ def _exports_gone(lease: Lease) -> bool:
 class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
     """A ``ReceiveChannel[Lease]``; create it with :func:`open_zc_receiver`."""
 
-    def __init__(self, driver: OpDriver, fd: int, mode: str, fallback_reason: str) -> None:
+    def __init__(self, driver: OpDriver, sock: UringSocket, mode: str, fallback_reason: str) -> None:
         self._driver = driver
-        self._fd = fd
+        self._sock = sock
+        self._fd = sock.fileno()
         self.mode = mode
         self._ready: deque[Lease] = deque()
         self._out: set[Lease] = set()
@@ -148,6 +163,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._eof = False
         self._error: BaseException | None = None
         self._closed = False
+        self._sock_closed = False  # the socket was closed (by anyone) while we were open
+        self._receiving = _Conflict("another task is already receiving from this zero-copy receiver")
         self._starved = False
         self._resume_at = 0  # after running dry, re-arm once this few leases are still out
         self._fallback_reason = fallback_reason
@@ -186,6 +203,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         if self._op is not None or self._closed or self._eof or self._error is not None:
             return
         d = self._driver
+        if d.closed or self._sock_closed or self._sock.fileno() != self._fd:
+            return  # never arm on an fd number that may mean another connection by now
         if self._ifq is not None:
             self._op = d.start_multishot32(d.ring.prep_recv_zc, self._fd, self._ifq.zcrx_id,
                                            fd=self._fd, on_cqe32=self._on_zc_cqe)
@@ -255,7 +274,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
     # ---- giving buffers back -----------------------------------------------------------------
     def _memory_owner(self) -> Any:
-        return self._ifq if self._ifq is not None else self._bufs
+        """What keeps the leases' memory mapped: the area's or the buffer ring's slab."""
+        return self._ifq._slab if self._ifq is not None else self._base
 
     def _release(self, lease: Lease) -> None:
         self._out.discard(lease)
@@ -263,10 +283,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             lease._exporter = None
             self._give_back(lease._key, lease.nbytes)
         else:
+            lease._owner = self._memory_owner()
             self._zombies.append(lease)
-            owner = self._memory_owner()
-            if not any(o is owner for o in _PINNED):
-                _PINNED.append(owner)
             if not self._zombie_hook:  # first in its pass, so its refill goes out with it
                 self._zombie_hook = True
                 self._driver.pre_enter.insert(0, self._check_zombies)
@@ -294,7 +312,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         still = []
         for lease in self._zombies:
             if _exports_gone(lease):
-                lease._exporter = None
+                lease._exporter = lease._owner = None
                 self._give_back(lease._key, lease.nbytes)
             else:
                 still.append(lease)
@@ -324,7 +342,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             await trio.lowlevel.checkpoint()
             return
         await trio.lowlevel.checkpoint_if_cancelled()
-        if not self._eof and self._error is None:
+        if not self._eof and self._error is None and not self._sock_closed:
             self._arm()
             await self._waiter.park()
         else:
@@ -338,39 +356,44 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             return exc
         if self._closed:
             return trio.ClosedResourceError("this zero-copy receiver is closed")
+        if self._sock_closed:
+            return trio.ClosedResourceError("the socket of this zero-copy receiver was closed")
         return trio.EndOfChannel() if self._eof else None
 
     async def receive(self) -> Lease:
-        await self._wait()
-        if self._ready:
-            return self._ready.popleft()
-        end = self._end()
-        if end is None:  # another task took what was ready while this one was at the checkpoint
-            return await self.receive()
-        raise end
+        """The next lease; ``EndOfChannel`` at end of stream. One task at a time."""
+        with self._receiving:
+            while True:
+                await self._wait()
+                if self._ready:
+                    return self._ready.popleft()
+                end = self._end()
+                if end is not None:
+                    raise end
 
     async def receive_batch(self, max_leases: int = 64) -> list[Lease]:
         """Every lease already received (at least one, at most ``max_leases``), in order.
 
         One checkpoint for the whole batch instead of one per lease: the fast way to drain a
-        busy stream. An empty list means end of stream.
+        busy stream. An empty list means end of stream. One task at a time.
         """
         if max_leases < 1:
             raise ValueError("max_leases must be >= 1")
-        await self._wait()
-        ready = self._ready
-        if ready:
-            if len(ready) <= max_leases:
-                batch = list(ready)
-                ready.clear()
-                return batch
-            return [ready.popleft() for _ in range(max_leases)]
-        end = self._end()
-        if end is None:
-            return await self.receive_batch(max_leases)
-        if isinstance(end, trio.EndOfChannel):
-            return []
-        raise end
+        with self._receiving:
+            while True:
+                await self._wait()
+                ready = self._ready
+                if ready:
+                    if len(ready) <= max_leases:
+                        batch = list(ready)
+                        ready.clear()
+                        return batch
+                    return [ready.popleft() for _ in range(max_leases)]
+                end = self._end()
+                if isinstance(end, trio.EndOfChannel):
+                    return []
+                if end is not None:
+                    raise end
 
     def statistics(self) -> ReceiverStatistics:
         return ReceiverStatistics(
@@ -382,18 +405,36 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         await self._shutdown()
         await trio.lowlevel.checkpoint()
 
+    def _socket_closed(self) -> None:
+        """The socket was closed (by any task): stop, and wake a waiter with ClosedResourceError."""
+        self._sock_closed = True
+        if self._op is not None and not self._driver.closed:
+            self._driver.cancel(self._op)
+        self._waiter.wake()
+
+    async def _stop_op(self) -> None:
+        """Cancel the receive op and wait for its final completion (shielded, bounded)."""
+        d = self._driver
+        op = self._op
+        if op is None or d.closed:
+            return
+        d.cancel(op)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            while self._op is op and not d.closed:
+                await trio.sleep(0)
+
     async def _shutdown(self) -> None:
-        """Cancel the receive op, await its end, return every lease. Safe to repeat."""
+        """Cancel the receive op, await its end, give undelivered data back to the stream,
+        return every lease. Safe to repeat."""
         if self._closed:
             return
         self._closed = True
         d = self._driver
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            if self._op is not None and not d.closed:
-                op = self._op
-                d.cancel(op)
-                while op.ud in d.ring.inflight and not d.ring.closed:
-                    await trio.sleep(0.001)
+        await self._stop_op()
+        sock = self._sock
+        still_open = not self._sock_closed and sock.fileno() == self._fd
+        # Taken from the socket but never handed out: it goes back in front of the stream.
+        undelivered = b"".join([bytes(lease._exporter) for lease in self._ready]) if still_open else b""
         for lease in list(self._ready) + list(self._out):
             if not lease._released:
                 lease.release()
@@ -404,6 +445,9 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._zombie_hook = False
         with contextlib.suppress(ValueError):
             d.pre_enter.remove(self._check_zombies)
+        _ORPHANS.extend(self._zombies)  # exported still: they keep their memory until they are not
+        self._zombies = []
+        _sweep_orphans()
         if self._ifq is not None:
             self._ifq.starved.discard(self)
             self._ifq.flush()
@@ -411,6 +455,15 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         if self._bufs is not None:
             # the kernel stops using the memory now; views still exported keep it mapped
             self._bufs.close()
+        if sock._zc is self:
+            sock._zc = None
+        if still_open:
+            error = self._error if isinstance(self._error, OSError) else None
+            if undelivered or self._eof or error is not None:
+                srx = sock._receiver()
+                if srx is not None:
+                    srx.give_back(undelivered, eof=self._eof, error=error)
+        sock._recv_conflict._held = False  # the stream's receive side is its own again
         self._waiter.wake()
 
 
@@ -428,20 +481,22 @@ def _copy_ring(ring: Any, area_size: int, buf_size: int, *, incremental: bool) -
     return BufferRing(ring, entries=entries, buf_size=buf_size, incremental=incremental)
 
 
-def _socket_fd(obj: Any) -> tuple[int, Any, int]:
-    """(fd, UringSocket or None, address family) for a stream or a socket."""
+def _uring_socket(obj: Any) -> UringSocket:
+    """The io_uring socket behind ``obj`` (a UringSocket or a stream over one)."""
     from .._net._socket import UringSocket  # noqa: PLC0415 - zerocopy sits beside _net
 
     sock = getattr(obj, "socket", obj)
-    if not hasattr(sock, "fileno"):
-        raise TypeError(f"expected a socket or a stream over one, not {type(obj).__name__}")
-    fd = sock.fileno()
-    if fd < 0:
+    if not isinstance(sock, UringSocket):
+        raise TypeError(
+            f"open_zc_receiver needs a trio_uring socket or a stream over one, not {type(obj).__name__}. "
+            "The receiver takes over the socket's receive side and gives back what it did not deliver, "
+            "which only an io_uring socket can do: create it with trio_uring.open_tcp_stream, "
+            "serve_tcp or trio_uring.socket, or wrap one with trio_uring.socket.from_stdlib_socket(sock)")
+    if sock.fileno() < 0:
         raise trio.ClosedResourceError("the socket is closed")
-    if getattr(sock, "type", _stdlib.SOCK_STREAM) != _stdlib.SOCK_STREAM:
+    if sock.type != _stdlib.SOCK_STREAM:
         raise ValueError("zero-copy receive needs a TCP stream socket")
-    family = getattr(sock, "family", _stdlib.AF_INET)
-    return fd, sock if isinstance(sock, UringSocket) else None, int(family)
+    return sock
 
 
 def _zcrx_ifq(driver: OpDriver, mode: str, interface: str | None, queue: int, area_size: int, *,
@@ -462,7 +517,19 @@ def _zcrx_ifq(driver: OpDriver, mode: str, interface: str | None, queue: int, ar
     if not flags & SetupFlags.CQE32 or not flags & SetupFlags.DEFER_TASKRUN:
         raise ZeroCopyUnavailable("the run's ring lacks CQE32 or DEFER_TASKRUN (the kernel refused them)",
                                   "use Linux >= 6.15")
-    return get_ifq(driver, interface, queue, area_size, nodev=(mode == "zcrx-nodev"))
+    # the area is mapped in whole pages: round up rather than refuse
+    area = -(-area_size // PAGE) * PAGE
+    return get_ifq(driver, interface, queue, area, nodev=(mode == "zcrx-nodev"))
+
+
+def _check_args(mode: str, queue: int | None, area_size: int) -> None:
+    if mode not in (*MODES, "auto"):
+        raise ValueError(f"mode must be one of {', '.join((*MODES, 'auto'))}, not {mode!r}")
+    if not isinstance(area_size, int) or isinstance(area_size, bool) or area_size <= 0:
+        raise ValueError(f"area_size must be a positive int, got {area_size!r}")
+    if queue is not None and (not isinstance(queue, int) or isinstance(queue, bool)
+                              or not 0 <= queue < 1 << 32):
+        raise ValueError(f"queue must be an rx queue index (an int >= 0, see `ethtool -l IF`), got {queue!r}")
 
 
 @contextlib.asynccontextmanager
@@ -474,15 +541,21 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
     ``mode="auto"`` tries ``zcrx`` (needs ``interface``), then ``zcrx-nodev`` (Linux >= 7.1),
     then ``copy``, and records in ``statistics().fallback_reason`` why earlier ones were
     skipped; an explicit mode raises :class:`ZeroCopyUnavailable` instead of falling back.
-    Data the stream had already received but not handed out is delivered first (as leases
-    over the stream's buffers). Do not read the stream by other means inside the block.
+
+    The receiver owns the socket's receive side while the block runs: another receiver or
+    a stream read meanwhile raises ``trio.BusyResourceError``. Data the stream had already
+    received comes first; data the receiver took from the socket but did not hand out goes
+    back to the stream when the block ends, so nothing is lost either way. Closing the
+    socket (from any task) ends the receiver with ``trio.ClosedResourceError``.
     """
-    if mode not in (*MODES, "auto"):
-        raise ValueError(f"mode must be one of {', '.join((*MODES, 'auto'))}, not {mode!r}")
-    if not isinstance(area_size, int) or area_size <= 0:
-        raise ValueError(f"area_size must be a positive int, got {area_size!r}")
-    fd, usock, family = _socket_fd(stream_or_socket)
+    _check_args(mode, queue, area_size)
+    sock = _uring_socket(stream_or_socket)
     driver = current_driver()
+    conflict = sock._recv_conflict
+    if conflict._held:
+        raise trio.BusyResourceError(
+            "this socket's receive side is in use: another task is receiving from it, or another "
+            "zero-copy receiver is open on it")
     reasons: list[str] = []
     chosen, ifq = "copy", None
     for m in (MODES if mode == "auto" else (mode,)):
@@ -490,7 +563,8 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
             chosen = m
             break
         try:
-            ifq = _zcrx_ifq(driver, m, interface, 0 if queue is None else queue, area_size, family=family)
+            ifq = _zcrx_ifq(driver, m, interface, 0 if queue is None else queue, area_size,
+                            family=int(sock.family))
         except ZeroCopyUnavailable as exc:
             if mode != "auto":
                 raise
@@ -498,58 +572,50 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
         else:
             chosen = m
             break
-    rx = ZeroCopyReceiver(driver, fd, chosen, "; ".join(reasons))
+    rx = ZeroCopyReceiver(driver, sock, chosen, "; ".join(reasons))
     if ifq is not None:
         rx._ifq = ifq
         ifq.users += 1
     else:
         rx._setup_copy(area_size)
+    conflict._held = True
+    sock._zc = rx
+    _sweep_orphans()
     try:
-        if usock is not None and usock._rx is not None:
-            await _take_over(rx, usock)
+        await _take_over(rx, sock)
         yield rx
     finally:
         await rx._shutdown()
 
 
-async def _take_over(rx: ZeroCopyReceiver, usock: Any) -> None:
+async def _take_over(rx: ZeroCopyReceiver, sock: UringSocket) -> None:
     """Stop the stream's own receive op and hand its queued data out first, in order."""
-    srx = usock._rx
-    d = rx._driver
-    op = srx._op
-    if op is not None:
-        d.cancel(op)
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            while op.ud in d.ring.inflight:
-                await trio.sleep(0.001)
-    pool = srx._pool
-    for bid, off, ln in list(srx._chunks):
-        start = bid * pool.size + off
-        lease = _PoolLease(rx, ffi.buffer(pool.bufs._slab_ptr + start, ln), bid, ln, pool)
-        rx._deliver(lease)
-    srx._chunks.clear()
-    srx._pending = 0
-    if srx._eof:
-        rx._eof = True
-    srx.closed = True
-    usock._rx = None
+    srx = sock._rx
+    if srx is None:
+        return
+    if srx.detached:  # from an earlier run: its data carries over into this run's receiver
+        srx = sock._receiver()
+        if srx is None:
+            return
+    await srx.quiesce()
+    data = srx.hand_over()
+    if data:
+        rx._deliver(_HandedLease(rx, data, 0, len(data)))
+    rx._eof = srx.eof
+    rx._error = srx.error
 
 
-class _PoolLease(Lease):
-    """A lease over data the stream had already received into the run's shared buffers."""
+class _HandedLease(Lease):
+    """Bytes the stream had received before the receiver opened: a copy in our own memory,
+    so releasing it gives nothing back to the kernel."""
 
-    __slots__ = ("_pool",)
-
-    def __init__(self, rx: ZeroCopyReceiver, exporter: Any, key: int, nbytes: int, pool: Any) -> None:
-        super().__init__(rx, exporter, key, nbytes)
-        self._pool = pool
+    __slots__ = ()
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            rx = self._rx
-            rx._out.discard(self)
-            if _exports_gone(self):
-                self._pool.release(self._key)
-            elif not any(o is self._pool for o in _PINNED):
-                _PINNED.append(self._pool)  # that shared buffer stays out for good
+            self._rx._out.discard(self)
+            view, self._view = self._view, None
+            if view is not None:
+                with contextlib.suppress(BufferError):  # immutable bytes: an export is harmless
+                    view.release()

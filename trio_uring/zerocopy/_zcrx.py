@@ -182,18 +182,20 @@ def get_ifq(driver: OpDriver, interface: str | None, queue: int, area_size: int,
     """The ifq of this ring for (interface, queue), registered on first use.
 
     A registration that failed is remembered for the ring's lifetime: the next receiver
-    gets the same error without another attempt.
+    gets the same error without another attempt — a fresh exception each time, built from
+    the remembered cause, so no traceback (and nothing it references) accumulates.
     """
-    registry: dict[Any, Ifq | ZeroCopyUnavailable] = driver.extensions.setdefault("zcrx_ifqs", {})
+    registry: dict[Any, Ifq | tuple[str, str, int | None]] = driver.extensions.setdefault("zcrx_ifqs", {})
     key = (None if nodev else interface, queue, nodev)
     ifq = registry.get(key)
-    if isinstance(ifq, ZeroCopyUnavailable):
-        raise ifq
+    if isinstance(ifq, tuple):
+        reason, remedy, err = ifq
+        raise ZeroCopyUnavailable(reason, remedy, errno=err)
     if ifq is None:
         try:
             ifq = Ifq(driver, interface, queue, area_size, rq_entries=rq_entries, nodev=nodev)
         except ZeroCopyUnavailable as exc:
-            registry[key] = exc
+            registry[key] = (exc.reason, exc.remedy, exc.errno)
             raise
         registry[key] = ifq
     return ifq

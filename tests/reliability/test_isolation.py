@@ -1,0 +1,538 @@
+"""No connection, run or scope can starve, leak into or outlive another.
+
+Each test is a case an adversarial pass found (see docs/reliability.md): it failed before
+the ownership rules were enforced and passes now, under both integrations where they apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pickle
+import socket as stdsocket
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import trio_uring
+from trio_uring import UringSocketStream, open_zc_receiver
+from trio_uring._net._rxbuf import buffer_pool
+from trio_uring.socket import configure_receive_buffers
+
+from .._util import Runner, tcp_pair, uring_pair
+
+KiB = 1024
+
+
+@pytest.fixture(params=["trio_uring.run", "trio.run"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    return trio_uring.run if request.param == "trio_uring.run" else trio.run
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize")
+
+
+async def _arm_and_queue(sock: UringSocketStream, peer: UringSocketStream, data: bytes) -> None:
+    """Get ``data`` into the stream's user-memory queue: arm the multishot recv (a read that
+    finds the socket empty under ``trio_uring.run``), then let the peer send."""
+    async with trio.open_nursery() as n:
+        got: list[bytes] = []
+
+        async def first() -> None:
+            got.append(await sock.receive_some(1))
+
+        n.start_soon(first)
+        await trio.testing.wait_all_tasks_blocked()
+        await peer.send_all(data)
+    assert got == [data[:1]]
+    with trio.fail_after(5):
+        while sock.socket._rx is not None and sock.socket._rx._pending < len(data) - 1:
+            await trio.sleep(0.001)
+
+
+# ---- 1. a closed stream's receiver never reads another connection ---------------------------------
+
+def test_receiver_of_a_closed_socket_wakes_and_never_reads_the_next_connection(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        old_fd = rxs.socket.fileno()
+        async with open_zc_receiver(rxs, mode="copy") as rx:
+            async with trio.open_nursery() as n:
+
+                async def consumer() -> None:
+                    with pytest.raises(trio.ClosedResourceError, match="was closed"):
+                        await rx.receive()
+
+                n.start_soon(consumer)
+                await trio.testing.wait_all_tasks_blocked()
+                await rxs.aclose()  # another task closes the stream under the receiver
+            # the fd number is reused by a new connection carrying other bytes...
+            tx2, rxs2 = uring_pair()
+            fds = {tx2.socket.fileno(), rxs2.socket.fileno()}
+            assert old_fd in fds
+            async with tx2, rxs2:
+                await tx2.send_all(b"SECRET of the next connection")
+                await rxs2.send_all(b"SECRET of the next connection")
+                with pytest.raises(trio.ClosedResourceError):
+                    await rx.receive()  # ...and the old receiver never sees them
+                with pytest.raises(trio.ClosedResourceError):
+                    await rx.receive_batch()
+                assert rx.statistics().bytes == 0
+            await tx.aclose()
+
+    run(main)
+
+
+# ---- 2. idle readers cannot starve the shared pool --------------------------------------------------
+
+def test_idle_readers_cannot_starve_an_unrelated_connection() -> None:
+    """80 handlers stop reading while their peers send ~210 KB each (below max_pending);
+    an unrelated connection still gets its echo, and the pool keeps buffers for the kernel."""
+
+    async def main() -> None:
+        pool_checked: list[int] = []
+        async with trio.open_nursery() as n:
+            listeners = await n.start(_serve, _stall_or_echo)
+            port = listeners[0].socket.getsockname()[1]
+            clients = []
+            for _ in range(80):
+                c = await trio_uring.open_tcp_stream("127.0.0.1", port)
+                await c.send_all(b"S")
+                clients.append(c)
+            async def trickle(c: UringSocketStream) -> None:
+                # message-sized pieces: each lands in the pool as its own completion
+                for _ in range(210 // 4):
+                    await c.send_all(b"x" * (4 * KiB))
+                    await trio.sleep(0.002)
+
+            async with trio.open_nursery() as senders:
+                for c in clients:
+                    senders.start_soon(trickle, c)
+                await trio.sleep(1.0)  # the pool would be full of unread data by now
+                with trio.fail_after(10):
+                    async with await trio_uring.open_tcp_stream("127.0.0.1", port) as probe:
+                        await probe.send_all(b"E" + b"ping" * 10)
+                        got = b""
+                        while len(got) < 40:
+                            got += await probe.receive_some()
+                        assert got == b"ping" * 10
+                pool = buffer_pool()
+                pool_checked.append(pool.in_kernel)
+                assert pool.spilled_bytes > 0  # the idle readers' data moved to their own memory
+                senders.cancel_scope.cancel()
+            for c in clients:
+                await c.aclose()
+            n.cancel_scope.cancel()
+        assert pool_checked
+
+    trio_uring.run(main)
+
+
+async def _serve(handler: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    await trio_uring.serve_tcp(handler, 0, host="127.0.0.1", task_status=task_status)
+
+
+async def _stall_or_echo(stream: UringSocketStream) -> None:
+    first = await stream.receive_some(1)
+    if first == b"S":  # an idle reader: holds the connection, never reads again
+        await trio.sleep_forever()
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+
+
+def test_pool_spill_keeps_every_byte_in_order(run: Runner) -> None:
+    """Under pressure (8 x 4 KiB buffers), unread data moves out of the pool; it is still
+    read back exactly, in order, and the pool gets its buffers back."""
+
+    async def main() -> None:
+        configure_receive_buffers(entries=8, buf_size=4096)
+        streams = [uring_pair() for _ in range(6)]
+        payloads = [os.urandom(40_000) for _ in streams]
+        for (tx, rxs), data in zip(streams, payloads):
+            await _arm_and_queue(rxs, tx, data[:2000]) if trio_uring.backend() == "io_uring" else None
+        async with trio.open_nursery() as n:
+            for (tx, _), data in zip(streams, payloads):
+                n.start_soon(tx.send_all, data[2000:] if trio_uring.backend() == "io_uring" else data)
+            await trio.sleep(0.2)
+            for (_, rxs), data in zip(streams, payloads):
+                got = bytearray(b"" if trio_uring.backend() != "io_uring" else data[:1])
+                with trio.fail_after(10):
+                    while len(got) < len(data):
+                        got += await rxs.receive_some(7000)
+                assert bytes(got) == data
+        pool = buffer_pool()
+        for tx, rxs in streams:
+            await tx.aclose()
+            await rxs.aclose()
+        pool.flush()
+        assert pool.in_kernel == pool.entries and sum(pool._refs) == 0
+
+    run(main)
+
+
+def test_socket_collected_without_close_returns_its_buffers_and_ends_the_connection(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        if trio_uring.backend() == "io_uring":
+            await _arm_and_queue(rxs, tx, b"q" * 3000)
+            pool = buffer_pool()
+            assert pool.in_kernel < pool.entries or sum(pool._refs) > 0  # it holds buffers
+        ref = weakref.ref(rxs.socket)
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del rxs
+            gc.collect()
+        assert ref() is None
+        await trio.sleep(0.01)  # the next pass cancels its receive and recycles
+        if trio_uring.backend() == "io_uring":
+            pool.flush()
+            assert sum(pool._refs) == 0 and pool.in_kernel == pool.entries
+        with trio.fail_after(5):
+            assert await tx.receive_some() == b""  # the peer sees the connection end
+        await tx.aclose()
+
+    run(main)
+
+
+# ---- 3. a failed zcrx registration does not keep receivers alive -------------------------------------
+
+def test_cached_registration_error_keeps_no_receiver_alive() -> None:
+    """auto mode where zcrx registration fails, one receiver per connection: the remembered
+    error is re-raised fresh, so closed receivers and their areas are freed."""
+
+    async def main() -> None:
+        refs = []
+        vm0 = 0
+        for i in range(40):
+            tx, rxs = tcp_pair()
+            async with tx, rxs, open_zc_receiver(rxs, interface="lo") as rx:
+                await tx.send_all(b"hi")
+                (await rx.receive()).release()
+                refs.append(weakref.ref(rx))
+                reason = rx.statistics().fallback_reason
+            if i == 9:
+                gc.collect()
+                vm0 = _vm_size()
+        del rx
+        gc.collect()
+        assert "zcrx:" in reason
+        assert sum(r() is not None for r in refs) == 0
+        assert _vm_size() - vm0 < 64 << 20  # 30 more receivers of 16 MiB areas: nothing kept
+        registry = trio_uring.lowlevel.current_driver().extensions.get("zcrx_ifqs", {})
+        for cached in registry.values():
+            assert not isinstance(cached, BaseException)  # no exception object, no traceback
+
+    trio_uring.run(main)
+
+
+# ---- 4. leaving a receiver early gives back what it took -------------------------------------------
+
+def test_leaving_a_receiver_early_gives_undelivered_data_back_to_the_stream(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        data = os.urandom(800_016)
+        got = bytearray()
+        async with tx, rxs, trio.open_nursery() as n:
+            n.start_soon(tx.send_all, data)
+            async with open_zc_receiver(rxs, mode="copy", area_size=256 * KiB) as rx:
+                for _ in range(3):
+                    with await rx.receive() as lease:
+                        got += lease.data
+                with trio.fail_after(5):
+                    while not rx._ready:
+                        await trio.sleep(0.001)  # it has taken more than it handed out
+            with trio.fail_after(10):
+                while len(got) < len(data):
+                    got += await rxs.receive_some()
+        assert bytes(got) == data
+
+    run(main)
+
+
+def test_leaving_after_end_of_stream_keeps_the_end_for_the_stream(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with rxs:
+            await tx.send_all(b"last words")
+            await tx.aclose()
+            async with open_zc_receiver(rxs, mode="copy") as rx:
+                rx._arm()  # it receives the bytes and the end, and hands out neither
+                with trio.fail_after(5):
+                    while not rx._eof:
+                        await trio.sleep(0.001)
+            assert await rxs.receive_some() == b"last words"
+            assert await rxs.receive_some() == b""
+
+    run(main)
+
+
+# ---- 5. a run that ends with a listener open -------------------------------------------------------
+
+def test_run_ending_with_an_armed_listener_closes_what_it_accepted(run: Runner, no_fd_leak: None) -> None:
+    peers: list[stdsocket.socket] = []
+    holder: list[Any] = []
+
+    async def main() -> None:
+        lsock = trio_uring.socket.socket()
+        await lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        listener = trio_uring.UringSocketListener(lsock)
+        port = lsock.getsockname()[1]
+        c0 = stdsocket.create_connection(("127.0.0.1", port))
+        (await listener.accept()).socket.close()  # the multishot accept is armed now
+        c0.close()
+        for _ in range(3):  # accepted by the kernel op, never taken by accept()
+            peers.append(stdsocket.create_connection(("127.0.0.1", port)))
+        await trio.sleep(0.05)
+        holder.append(listener)  # still open when the run ends
+
+    run(main)  # no TrioInternalError
+    for p in peers:
+        p.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert p.recv(10) == b""  # the accepted end was closed: the peer sees it
+        p.close()
+    holder[0].socket.close()
+
+
+# ---- 6. one consumer per resource ------------------------------------------------------------------
+
+def test_second_consumers_get_busy_resource_error(run: Runner) -> None:
+    async def main() -> None:
+        listeners = await trio_uring.open_tcp_listeners(0, host="127.0.0.1")
+        listener = listeners[0]
+        tx, rxs = uring_pair()
+        async with listener, tx, rxs:
+            async with trio.open_nursery() as n:
+                n.start_soon(listener.accept)
+                await trio.testing.wait_all_tasks_blocked()
+                with pytest.raises(trio.BusyResourceError):
+                    await listener.accept()
+                n.cancel_scope.cancel()
+            async with open_zc_receiver(rxs, mode="copy"):
+                with pytest.raises(trio.BusyResourceError):
+                    async with open_zc_receiver(rxs, mode="copy"):
+                        pass
+                with pytest.raises(trio.BusyResourceError):
+                    await rxs.receive_some()
+            await tx.send_all(b"after")  # the stream's receive side is its own again
+            assert await rxs.receive_some() == b"after"
+
+    run(main)
+
+
+# ---- 7. recv flags see data already in user memory --------------------------------------------------
+
+def test_recv_flags_apply_to_queued_data() -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx, rxs:
+            await _arm_and_queue(rxs, tx, b"0123456789")  # "123456789" sits in user memory
+            s = rxs.socket
+            with trio.fail_after(5):
+                assert await s.recv(4, stdsocket.MSG_PEEK) == b"1234"
+                assert await s.recv(4, stdsocket.MSG_DONTWAIT) == b"1234"
+                async with trio.open_nursery() as n:
+                    got: list[bytes] = []
+
+                    async def waitall() -> None:
+                        got.append(await s.recv(8, stdsocket.MSG_WAITALL))
+
+                    n.start_soon(waitall)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert not got  # 5 queued, 8 asked for: it waits for the rest
+                    await tx.send_all(b"abc")
+                assert got == [b"56789abc"]
+                with pytest.raises(BlockingIOError):
+                    await s.recv(1, stdsocket.MSG_DONTWAIT)
+                buf = bytearray(4)
+                await tx.send_all(b"wxyz")
+                assert await s.recv_into(buf, 0, stdsocket.MSG_WAITALL) == 4 and buf == b"wxyz"
+
+    trio_uring.run(main)
+
+
+def test_cancelled_waitall_loses_nothing(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx, rxs:
+            await tx.send_all(b"abc")
+            with trio.move_on_after(0.05):
+                await rxs.socket.recv(10, stdsocket.MSG_WAITALL)
+            await tx.send_all(b"def")
+            got = b""
+            with trio.fail_after(5):
+                while len(got) < 6:
+                    got += await rxs.receive_some()
+            assert got == b"abcdef"
+
+    run(main)
+
+
+def test_recv_into_checks_its_arguments_before_receiving(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx, rxs:
+            await tx.send_all(b"abcdefgh")
+            s = rxs.socket
+            with pytest.raises(TypeError, match="read-write"):
+                await s.recv_into(b"immutable")
+            with pytest.raises(ValueError, match="negative"):
+                await s.recv_into(bytearray(4), -1)
+            with pytest.raises(ValueError, match="too small"):
+                await s.recv_into(bytearray(4), 5)
+            assert await s.recv(100) == b"abcdefgh"  # nothing was consumed by the refusals
+
+    run(main)
+
+
+# ---- 8. a socket used in a later run ----------------------------------------------------------------
+
+@pytest.mark.parametrize("second", ["trio_uring.run", "trio.run"])
+def test_socket_armed_in_one_run_works_in_the_next(second: str) -> None:
+    tx, rxs = uring_pair()
+
+    async def first() -> None:
+        await _arm_and_queue(rxs, tx, b"from the first run")
+
+    async def again() -> bytes:
+        await tx.send_all(b"+second")
+        got = b""
+        with trio.fail_after(5):
+            while len(got) < len("rom the first run+second"):
+                got += await rxs.receive_some()
+        return got
+
+    trio_uring.run(first)
+    runner: Callable[..., Any] = trio_uring.run if second == "trio_uring.run" else trio.run
+    try:
+        assert runner(again) == b"rom the first run+second"
+    finally:
+        tx.socket.close()
+        rxs.socket.close()
+
+
+def test_listener_armed_in_one_run_accepts_in_the_next() -> None:
+    lsock = trio_uring.socket.socket()
+    listener = trio_uring.UringSocketListener(lsock)
+
+    async def one() -> None:
+        await lsock.bind(("127.0.0.1", 0))
+        lsock.listen()
+        c = stdsocket.create_connection(lsock.getsockname())
+        (await listener.accept()).socket.close()
+        c.close()
+
+    async def two() -> None:
+        c = stdsocket.create_connection(lsock.getsockname())
+        with trio.fail_after(5):
+            s = await listener.accept()
+        s.socket.close()
+        c.close()
+
+    try:
+        trio_uring.run(one)
+        trio.run(two)
+        trio_uring.run(two)
+    finally:
+        lsock.close()
+
+
+# ---- 9. a dropped stream's peer sees the end ---------------------------------------------------------
+
+def test_dropped_stream_peer_sees_eof(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with trio.open_nursery() as n:
+            n.start_soon(rxs.receive_some)  # arm its receive
+            await trio.testing.wait_all_tasks_blocked()
+            await tx.send_all(b"x")
+        with pytest.warns(ResourceWarning):
+            del rxs, n
+            gc.collect()
+        with trio.fail_after(5):
+            assert await tx.receive_some() == b""
+        await tx.aclose()
+
+    run(main)
+
+
+# ---- 10. the socket layer without io_uring ------------------------------------------------------------
+
+def test_sockets_work_where_io_uring_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As inside ``trio_uring.run(fallback=True)`` on stock trio: readiness-based I/O."""
+    import trio_uring._net._socket as sockmod  # noqa: PLC0415
+
+    monkeypatch.setattr(sockmod, "driver_or_none", lambda: None)
+
+    async def main() -> None:
+        async def echo(stream: UringSocketStream) -> None:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+
+        async with trio.open_nursery() as n:
+            listeners = await n.start(_serve, echo)
+            port = listeners[0].socket.getsockname()[1]
+            async with await trio_uring.open_tcp_stream("127.0.0.1", port) as c:
+                for k in range(20):
+                    msg = b"m%d" % k * 100
+                    await c.send_all(msg)
+                    got = b""
+                    while len(got) < len(msg):
+                        got += await c.receive_some()
+                    assert got == msg
+            a, b = trio_uring.socket.socketpair()
+            with a, b:
+                await a.send(b"pair")
+                assert await b.recv(10) == b"pair"
+                buf = bytearray(3)
+                await a.send(b"xyz")
+                assert await b.recv_into(buf) == 3 and buf == b"xyz"
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_lease_exported_past_its_receiver_frees_its_memory_once_unexported() -> None:
+    async def main() -> None:
+        from trio_uring.zerocopy import _receiver  # noqa: PLC0415
+
+        tx, rxs = uring_pair()
+        async with tx, rxs:
+            area = 64 << 20
+            async with open_zc_receiver(rxs, mode="copy", area_size=area) as rx:
+                await tx.send_all(b"A" * 100)
+                lease = await rx.receive()
+                exported = pickle.PickleBuffer(lease.data)
+                lease.release()
+            gc.collect()
+            before = _vm_size()
+            assert bytes(exported.raw())[:3] == b"AAA"  # still mapped while exported
+            del exported, lease, rx
+            gc.collect()
+            async with open_zc_receiver(rxs, mode="copy", area_size=4096):
+                pass  # any receiver's open or close sweeps
+            gc.collect()
+            assert not _receiver._ORPHANS
+            assert before - _vm_size() > area // 2  # the 64 MiB area is unmapped
+
+    trio_uring.run(main)
+
+
+def test_auto_mode_rounds_an_odd_area_size() -> None:
+    async def main() -> None:
+        tx, rxs = tcp_pair()
+        async with tx, rxs, open_zc_receiver(rxs, area_size=12345) as rx:
+            await tx.send_all(b"ok")
+            assert (await rx.receive()).tobytes() == b"ok"
+
+    trio_uring.run(main)

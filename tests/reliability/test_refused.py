@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import trio.testing
 
 import trio_uring
 from tests._subproc import run_python
+from trio_uring import lowlevel as ll
+from trio_uring._core import _plain
 from trio_uring._core._errors import kernel_error
 from trio_uring._core._io_manager import UringIOManager
 from trio_uring._core._ring import Ring
@@ -52,6 +55,64 @@ except trio_uring.UringUnavailable as exc:
 """, refused)
     assert "ERRNO 1" in out
     assert f"io_uring_{refused}" in out and REMEDY in out and "Docker" in out, out
+
+
+@pytest.mark.parametrize("refused", SYSCALLS)
+def test_failed_attempts_leak_no_fds(refused: str) -> None:
+    out = child("""
+import os, warnings, trio, trio_uring
+from trio_uring._core import _plain
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+async def plain():
+    try:
+        _plain.current_driver()
+    except trio_uring.UringUnavailable:
+        pass
+trio.run(trio.sleep, 0)
+before = fds()
+for _ in range(20):
+    try:
+        trio_uring.run(trio.sleep, 0)
+    except trio_uring.UringUnavailable:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trio_uring.run(trio.sleep, 0, fallback=True)
+    trio.run(plain)
+print("LEAKED", fds() - before)
+""", refused)
+    assert "LEAKED 0" in out, out
+
+
+@pytest.mark.parametrize("refused", SYSCALLS)
+def test_trio_run_works_after_refusal(refused: str) -> None:
+    out = child("""
+import warnings, trio, trio_uring
+from trio_uring import lowlevel as ll
+async def which():
+    await trio.sleep(0)
+    return trio_uring.backend()
+try:
+    trio_uring.run(which)
+except trio_uring.UringUnavailable:
+    print("REFUSED")
+print("AFTER", trio.run(which))
+with ll.install_io_manager():
+    try:
+        trio.run(which)
+    except trio_uring.UringUnavailable as exc:
+        print("INSTALLED REFUSED", "io_uring_" in str(exc))
+print("AFTER INSTALL", trio.run(which))
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    with ll.install_io_manager(fallback=True):
+        print("INSTALLED FALLBACK", trio.run(which))
+print("COUNT", len(w), [str(x.message)[:30] for x in w])
+""", refused)
+    assert "REFUSED\nAFTER epoll" in out, out
+    assert "INSTALLED REFUSED True\nAFTER INSTALL epoll" in out, out
+    assert "INSTALLED FALLBACK epoll\nCOUNT 1" in out, out
 
 
 def _eperm(what: str) -> OSError:
@@ -100,6 +161,59 @@ def test_manager_refusal_is_unavailable_and_leaks_nothing(refused: str) -> None:
 async def _backend() -> str:
     await trio.sleep(0)
     return trio_uring.backend()
+
+
+def test_install_io_manager_refused(refused: str) -> None:
+    with ll.install_io_manager(), pytest.raises(trio_uring.UringUnavailable, match=f"io_uring_{refused}"):
+        trio.run(_backend)
+    assert trio.run(_backend) == "epoll"
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with ll.install_io_manager(fallback=True):
+            assert trio.run(_backend) == "epoll"
+            assert trio.run(_backend) == "epoll"
+    assert len(w) == 2 and all(x.category is RuntimeWarning for x in w)  # one per run
+    assert "io_uring is unavailable, running on stock trio" in str(w[0].message)
+
+
+def test_plain_driver_refused_is_cached_per_run(refused: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts = 0
+
+    def counting(*args: Any, **kwargs: Any) -> Ring:
+        nonlocal attempts
+        attempts += 1
+        return Ring(*args, **kwargs)
+
+    monkeypatch.setattr(_plain, "Ring", counting)
+
+    runs = 0
+
+    async def main() -> None:
+        nonlocal runs
+        runs += 1
+        errors = []
+        for _ in range(3):
+            with pytest.raises(trio_uring.UringUnavailable, match=f"io_uring_{refused}") as info:
+                _plain.current_driver()
+            errors.append(info.value)
+        assert attempts == runs
+        assert errors[0] is not errors[1]  # a fresh exception each time: no traceback grows
+        assert _plain.existing_driver() is None
+        with pytest.warns(RuntimeWarning, match=UNAVAILABLE) as w:
+            assert _plain.driver_or_none() is None
+            assert _plain.driver_or_none() is None
+        assert len(w) == 1
+
+    before = _open_fds()
+    for _ in range(3):  # the cache is per run: each run tries once
+        trio.run(main)
+        assert attempts == runs
+    assert _open_fds() == before
+
+
+async def test_plain_driver_is_used_when_available() -> None:
+    d = _plain.driver_or_none()
+    assert d is not None and d is _plain.current_driver() and _plain.existing_driver() is d
 
 
 @pytest.mark.parametrize("bad", [2**32, -1, 1_000_001, True, False, 1.5, "50", None])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +45,110 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+# ---- the ops of trio_uring.lowlevel on trio's readiness API -------------------------------------
+async def exercise_ops() -> None:
+    """Every lowlevel op, with waits, cancellation and close; io_uring must not be needed."""
+    await ll.nop()
+    await ll.sleep(0.001)
+    with pytest.raises(ValueError):
+        await ll.sleep(-1)
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    with a, b:
+        assert await ll.send(a, b"hello") == 5
+        buf = bytearray(16)
+        assert await ll.recv_into(b, buf) == 5 and buf[:5] == b"hello"
+        async with trio.open_nursery() as n:  # a receive that has to wait for data
+
+            async def later() -> None:
+                await trio.sleep(0.01)
+                a.send(b"x")
+
+            n.start_soon(later)
+            assert await ll.recv_into(b, buf, 4) == 1
+        # a cancelled receive has no effect: the data stays in the socket
+        with trio.move_on_after(0.01) as cs:
+            await ll.recv_into(b, buf)
+        assert cs.cancelled_caught
+        a.send(b"yz")
+        with trio.CancelScope() as cs:
+            cs.cancel()
+            await ll.recv_into(b, buf)
+        assert cs.cancelled_caught and b.recv(1) == b"y"
+        assert await ll.recv_into(b, buf, flags=socket.MSG_PEEK) == 1 and b.recv(1) == b"z"
+        # poll: immediate, waiting, both directions, cancelled
+        assert await ll.poll(b, select.POLLOUT) & select.POLLOUT
+        with trio.move_on_after(0.01) as cs:
+            await ll.poll(b, select.POLLIN)
+        assert cs.cancelled_caught
+        async with trio.open_nursery() as n:
+            n.start_soon(later)
+            assert await ll.poll(b, select.POLLIN) == select.POLLIN
+        assert await ll.poll(b, select.POLLIN | select.POLLOUT) == select.POLLIN | select.POLLOUT
+        assert b.recv(8) == b"x"
+        # a full socket: send waits until the peer drains it
+        with pytest.raises(BlockingIOError):
+            while True:
+                a.send(b"f" * 65536)
+        async with trio.open_nursery() as n:
+            sent: list[int] = []
+
+            async def sender() -> None:
+                sent.append(await ll.send(a, b"tail"))
+
+            n.start_soon(sender)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not sent
+            while True:
+                try:
+                    b.recv(1 << 20)
+                except BlockingIOError:
+                    break
+        assert sent == [4]
+        await ll.shutdown(a, socket.SHUT_WR)
+        while await ll.recv_into(b, buf):
+            pass
+    # accept and connect on loopback; the listener is blocking: the thread must not block
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.socket()
+    with lst, c:
+        with trio.move_on_after(0.01) as cs:
+            await ll.accept(lst)
+        assert cs.cancelled_caught and lst.getblocking()
+        got: list[tuple[int, Any]] = []
+        async with trio.open_nursery() as n:
+
+            async def acceptor() -> None:
+                got.append(await ll.accept(lst))
+
+            n.start_soon(acceptor)
+            await ll.connect(c, socket.AF_INET, lst.getsockname())
+        assert c.getblocking()
+        fd, addr = got[0]
+        assert addr == c.getsockname() and os.get_inheritable(fd) is False
+        async with trio.open_nursery() as n:  # close wakes a waiter with ClosedResourceError
+
+            async def waiter() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await ll.recv_into(fd, bytearray(1))
+
+            n.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            await ll.close(fd)
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            os.fstat(fd)
+        # a refused connection, and a name that is not numeric (no resolving here)
+        port = lst.getsockname()[1]
+    with socket.socket() as c2, pytest.raises(ConnectionRefusedError):
+        await ll.connect(c2, socket.AF_INET, ("127.0.0.1", port))
+    with socket.socket() as c3, pytest.raises(OSError):
+        await ll.connect(c3, socket.AF_INET, ("localhost", port))
+
+
+# ---- refused for real, in a child process -------------------------------------------------------
 @pytest.mark.parametrize("refused", SYSCALLS)
 def test_run_raises_naming_the_syscall_and_remedy(refused: str) -> None:
     out = child("""
@@ -55,6 +161,25 @@ except trio_uring.UringUnavailable as exc:
 """, refused)
     assert "ERRNO 1" in out
     assert f"io_uring_{refused}" in out and REMEDY in out and "Docker" in out, out
+
+
+@pytest.mark.parametrize("refused", SYSCALLS)
+def test_run_falls_back_with_one_warning(refused: str) -> None:
+    out = child("""
+import warnings, trio, trio_uring
+from trio_uring import lowlevel as ll
+async def main():
+    await ll.nop()
+    await ll.sleep(0)
+    return trio_uring.backend()
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    print("BACKEND", trio_uring.run(main, fallback=True))
+print("WARNINGS", [(x.category.__name__, str(x.message)) for x in w])
+print("COUNT", len(w))
+""", refused)
+    assert "BACKEND epoll" in out and "COUNT 1" in out, out
+    assert "RuntimeWarning" in out and "running on stock trio" in out and f"io_uring_{refused}" in out
 
 
 @pytest.mark.parametrize("refused", SYSCALLS)
@@ -115,6 +240,42 @@ print("COUNT", len(w), [str(x.message)[:30] for x in w])
     assert "INSTALLED FALLBACK epoll\nCOUNT 1" in out, out
 
 
+@pytest.mark.parametrize("refused", SYSCALLS)
+def test_plain_run_caches_the_refusal_and_ops_use_readiness(refused: str) -> None:
+    out = child("""
+import warnings, trio, trio_uring
+from trio_uring._core import _plain
+from tests.reliability.test_refused import exercise_ops
+attempts = 0
+real_ring = _plain.Ring
+def counting_ring(*args, **kwargs):
+    global attempts
+    attempts += 1
+    return real_ring(*args, **kwargs)
+_plain.Ring = counting_ring
+async def main():
+    for _ in range(2):
+        try:
+            _plain.current_driver()
+        except trio_uring.UringUnavailable as exc:
+            print("RAISED", type(exc).__name__, "io_uring_" in str(exc))
+    print("ATTEMPTS", attempts)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert _plain.driver_or_none() is None and _plain.driver_or_none() is None
+        await exercise_ops()
+    print("WARNINGS", len(w), str(w[0].message)[:60])
+    print("EXISTING", _plain.existing_driver())
+trio.run(main)
+print("ATTEMPTS AFTER", attempts)
+""", refused)
+    assert out.count("RAISED UringUnavailable True") == 2, out
+    assert "ATTEMPTS 1\n" in out and "ATTEMPTS AFTER 1" in out, out
+    assert f"WARNINGS 1 {UNAVAILABLE}" in out, out
+    assert "EXISTING None" in out, out
+
+
+# ---- the same paths in-process, with the refusal simulated ---------------------------------------
 def _eperm(what: str) -> OSError:
     return kernel_error(-errno.EPERM, what)
 
@@ -161,6 +322,18 @@ def test_manager_refusal_is_unavailable_and_leaks_nothing(refused: str) -> None:
 async def _backend() -> str:
     await trio.sleep(0)
     return trio_uring.backend()
+
+
+def test_run_fallback_warns_once_and_ops_work(refused: str) -> None:
+    async def main() -> str:
+        await exercise_ops()
+        return trio_uring.backend()
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert trio_uring.run(main, fallback=True) == "epoll"
+    assert [str(x.message)[:50] for x in w] == ["io_uring is unavailable, running on stock trio: io"]
+    assert w[0].category is RuntimeWarning
 
 
 def test_install_io_manager_refused(refused: str) -> None:
@@ -211,11 +384,51 @@ def test_plain_driver_refused_is_cached_per_run(refused: str, monkeypatch: pytes
     assert _open_fds() == before
 
 
+@pytest.fixture
+def no_uring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """io_uring unavailable for the plain driver of this process's runs."""
+    def refuse(*args: Any, **kwargs: Any) -> Ring:
+        raise trio_uring.UringUnavailable("io_uring_setup refused (test)", errno=errno.EPERM)
+
+    monkeypatch.setattr(_plain, "Ring", refuse)
+
+
+async def test_ops_by_readiness_in_plain_run(no_uring: None) -> None:
+    with pytest.warns(RuntimeWarning, match=UNAVAILABLE) as w:
+        await exercise_ops()
+    assert len(w) == 1
+
+
+async def test_ops_by_readiness_keep_the_fds_mode(no_uring: None) -> None:
+    """A default socket timeout must neither make an op wait in the thread nor change the fd."""
+    a, b = socket.socketpair()
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5)
+    try:
+        with a, b, pytest.warns(RuntimeWarning, match=UNAVAILABLE):
+            b.setblocking(False)
+            with trio.fail_after(1):
+                async with trio.open_nursery() as n:
+
+                    async def later() -> None:
+                        await trio.sleep(0.01)
+                        a.send(b"x")
+
+                    n.start_soon(later)
+                    assert await ll.recv_into(b, bytearray(4)) == 1  # a blocking recv would hang
+            assert not b.getblocking() and os.get_blocking(a.fileno())
+            assert await ll.send(a, b"y") == 1
+            assert os.get_blocking(a.fileno())
+    finally:
+        socket.setdefaulttimeout(old)
+
+
 async def test_plain_driver_is_used_when_available() -> None:
     d = _plain.driver_or_none()
     assert d is not None and d is _plain.current_driver() and _plain.existing_driver() is d
 
 
+# ---- coalesce_usec is validated up front --------------------------------------------------------
 @pytest.mark.parametrize("bad", [2**32, -1, 1_000_001, True, False, 1.5, "50", None])
 def test_coalesce_usec_is_validated(bad: Any, no_fd_leak: None) -> None:
     with pytest.raises(ValueError, match=r"coalesce_usec must be an int between 0 and 1000000"):

@@ -349,6 +349,14 @@ def test_install_io_manager_refused(refused: str) -> None:
     assert "io_uring is unavailable, running on stock trio" in str(w[0].message)
 
 
+def test_install_io_manager_installs_the_class() -> None:
+    """trio's own tests patch methods on ``TheIOManager``: without fallback it is the class."""
+    import trio._core._run as trio_run  # noqa: PLC0415
+
+    with ll.install_io_manager():
+        assert vars(trio_run)["TheIOManager"] is UringIOManager
+
+
 def test_plain_driver_refused_is_cached_per_run(refused: str, monkeypatch: pytest.MonkeyPatch) -> None:
     attempts = 0
 

@@ -19,6 +19,37 @@ class UringUnavailable(RuntimeError):
         super().__init__(text)
 
 
+#: What to change when a seccomp filter (or the sysctl) refuses io_uring syscalls.
+SECCOMP_REMEDY = (
+    "run with a seccomp profile that allows io_uring_setup, io_uring_enter and io_uring_register "
+    "(Docker's default profile blocks them: docker run --security-opt seccomp=<profile that allows "
+    "them>), and check that sysctl kernel.io_uring_disabled is 0"
+)
+
+
+def refused_error(syscall: str, err: int, detail: str = "") -> UringUnavailable:
+    """Why a ring could not be made usable: ``syscall`` (e.g. ``io_uring_enter``) failed with ``err``.
+
+    Used for the syscalls after a successful setup (registering the eventfd, the first
+    enter): seccomp filters can refuse each io_uring syscall on its own.
+    """
+    code = -err if err < 0 else err
+    what = f"{syscall} ({detail})" if detail else syscall
+    if code in (_errno.EPERM, _errno.EACCES):
+        return UringUnavailable(
+            f"{what} was refused with {_errno.errorcode[code]}: a seccomp filter blocks it "
+            "(container runtimes' default profiles do)",
+            errno=code,
+            remedy=SECCOMP_REMEDY,
+        )
+    return UringUnavailable(f"{what} failed while setting up the ring: {os.strerror(code)}", errno=code)
+
+
+def fresh(exc: UringUnavailable) -> UringUnavailable:
+    """A new exception like ``exc``: a cached error is raised again without its old traceback."""
+    return UringUnavailable(exc.reason, errno=exc.errno, remedy=exc.remedy)
+
+
 class RingClosedError(trio.ClosedResourceError):
     """The io_uring ring was closed (or belongs to the parent of a forked process)."""
 
@@ -64,8 +95,7 @@ def setup_error(err: int) -> UringUnavailable:
             "io_uring_setup was refused with EPERM although kernel.io_uring_disabled allows it: "
             "a seccomp filter blocks it (container runtimes' default profiles do)",
             errno=code,
-            remedy="run with a seccomp profile that allows io_uring_setup, io_uring_enter and "
-            "io_uring_register",
+            remedy=SECCOMP_REMEDY,
         )
     if code == _errno.ENOMEM:
         return UringUnavailable(

@@ -33,6 +33,7 @@ import outcome
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
+from ._errors import UringUnavailable, refused_error
 from ._ops import _CANCELLED, Op, OpDriver
 from ._ring import CQE_F_MORE, INTERRUPTED, Batch, Ring, run_ring_flags
 
@@ -48,7 +49,27 @@ COALESCE_TRIGGER = 64 * 1024
 COALESCE_ENTERS = 8
 COALESCE_NR = 16
 DEFAULT_COALESCE_USEC = 50
+MAX_COALESCE_USEC = 1_000_000
 _EPOLL_ONESHOT_OUT = select.EPOLLOUT | select.EPOLLONESHOT
+
+
+def check_coalesce_usec(value: Any) -> int:
+    """``coalesce_usec`` as given, if valid: the kernel takes a u32, and a wait gathering
+    completions for more than a second would stall every run that streams bulk data."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COALESCE_USEC:
+        raise ValueError(f"coalesce_usec must be an int between 0 and {MAX_COALESCE_USEC} (microseconds), "
+                         f"got {value!r}")
+    return value
+
+
+def _build_error(step: str, exc: OSError) -> UringUnavailable:
+    """The ``UringUnavailable`` for a syscall that failed while a manager was being built."""
+    err = exc.errno or 0
+    if step == "io_uring_register":
+        return refused_error(step, err, "IORING_REGISTER_EVENTFD")
+    if step == "io_uring_enter":
+        return refused_error(step, err, "the first submission")
+    return UringUnavailable(f"the io_uring IO manager could not create its {step}: {exc}", errno=err)
 
 
 def _fileno(fd: int | Any) -> int:
@@ -116,26 +137,52 @@ class UringIOManager:
     """
 
     def __init__(self, entries: int = 256, *, coalesce_usec: int = DEFAULT_COALESCE_USEC) -> None:
-        if not isinstance(coalesce_usec, int) or coalesce_usec < 0:
-            raise ValueError(f"coalesce_usec must be an int >= 0, got {coalesce_usec!r}")
-        self.ring = Ring(entries, flags=run_ring_flags())
-        self._coalesce_usec = coalesce_usec if self.ring.can_coalesce else 0
+        coalesce_usec = check_coalesce_usec(coalesce_usec)
+        self._closing = False
         self._coalesce_left = 0  # enters left with coalescing on
         self._coalesced_waits = 0
-        self.driver = OpDriver(self.ring)
         self._owner = threading.get_ident()
         self._readers: dict[int, _PollWait] = {}
         self._writers: dict[int, trio.lowlevel.Task] = {}
-        self._epoll = select.epoll()
-        self._closing = False
-        self._wakeup_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        # Signalled by the kernel on completions and deferred work: what a guest-mode
-        # worker thread polls (the ring fd does not wake on deferred work).
-        self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.ring.register_eventfd(self._notify_fd)
-        self._poll_multi = functools.partial(self.ring.prep_poll, multishot=True)
-        self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
-        self._epoll_op = self._arm(self._epoll.fileno(), self._on_epoll)
+        self._wakeup_fd = self._notify_fd = -1
+        self.ring = Ring(entries, flags=run_ring_flags())  # raises UringUnavailable itself
+        # Every syscall is made now rather than in the middle of the run: a seccomp filter can
+        # refuse io_uring_register or io_uring_enter alone, and the first enter (submitting the
+        # multishot polls) proves the ring usable while a refusal can still fall back to trio.
+        step = "epoll/eventfd"
+        try:
+            self._epoll = select.epoll()
+            self._wakeup_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            # Signalled by the kernel on completions and deferred work: what a guest-mode
+            # worker thread polls (the ring fd does not wake on deferred work).
+            self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            step = "io_uring_register"
+            self.ring.register_eventfd(self._notify_fd)
+            self.driver = OpDriver(self.ring)
+            self._poll_multi = functools.partial(self.ring.prep_poll, multishot=True)
+            self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
+            self._epoll_op = self._arm(self._epoll.fileno(), self._on_epoll)
+            step = "io_uring_enter"
+            self.ring.submit()
+        except BaseException as exc:
+            self._discard()
+            if isinstance(exc, OSError):
+                raise _build_error(step, exc) from None
+            raise
+        self._coalesce_usec = coalesce_usec if self.ring.can_coalesce else 0
+
+    def _discard(self) -> None:
+        """Undo a half-built manager: nothing the kernel holds can matter (no run used it)."""
+        self._closing = True
+        ring = self.ring
+        ring.inflight.clear()  # never submitted, or only polls: nothing to drain (enter may be refused)
+        ring.close()
+        epoll: select.epoll | None = getattr(self, "_epoll", None)
+        if epoll is not None:
+            epoll.close()
+        for fd in (self._wakeup_fd, self._notify_fd):
+            if fd >= 0:
+                os.close(fd)
 
     def _arm(self, fd: int, on_cqe: Any) -> Op:
         return self.driver.start_multishot(self._poll_multi, fd, select.POLLIN, fd=fd, on_cqe=on_cqe)

@@ -6,6 +6,10 @@ the ring and reaps whole batches (the ring fd itself is not woken by deferred co
 under DEFER_TASKRUN), and an instrument whose ``before_io_wait`` hands every SQE queued during the
 scheduler pass to the kernel in one ``io_uring_enter``. Under ``trio_uring.run`` the IO
 manager's own ring is used instead.
+
+Where io_uring cannot be used (seccomp, sysctl, old kernel) ``current_driver`` raises
+``UringUnavailable``, decided once per run; ``driver_or_none`` returns None instead (and
+warns once per run) for callers that can wait for readiness through trio.
 """
 
 from __future__ import annotations
@@ -13,62 +17,135 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
+import weakref
 
 import trio
 from trio.lowlevel import RunVar
 
+from ._errors import UringUnavailable, fresh, refused_error
 from ._io_manager import UringIOManager
 from ._ops import OpDriver
 from ._ring import Ring, run_ring_flags
 
-__all__ = ["current_driver", "existing_driver"]
+__all__ = ["current_driver", "driver_or_none", "existing_driver", "note_fallback"]
 
-_DRIVER: RunVar[OpDriver] = RunVar("trio_uring_driver")
+_DRIVER: RunVar[OpDriver | None] = RunVar("trio_uring_driver", default=None)
+#: Why io_uring cannot be used in this run (a copy without traceback): asked once per run.
+_FAILED: RunVar[UringUnavailable | None] = RunVar("trio_uring_unavailable", default=None)
+_WARNED: RunVar[bool] = RunVar("trio_uring_unavailable_warned", default=False)
+#: trio IO managers of runs that fell back from io_uring, with the reason (already warned about).
+_FELL_BACK: weakref.WeakKeyDictionary[object, UringUnavailable] = weakref.WeakKeyDictionary()
 _MAX_ROUNDS = 8  # reap rounds per wakeup before the driver yields to the tasks it woke
 log = logging.getLogger("trio_uring")
 
 
-def _io_manager_of_this_run() -> UringIOManager | None:
+def _runners_io_manager() -> object | None:
     try:
         from trio._core._run import GLOBAL_RUN_CONTEXT  # noqa: PLC0415 - private, best effort
 
-        mgr = GLOBAL_RUN_CONTEXT.runner.io_manager
+        mgr: object = GLOBAL_RUN_CONTEXT.runner.io_manager
     except (ImportError, AttributeError):
         return None
+    return mgr
+
+
+def _io_manager_of_this_run() -> UringIOManager | None:
+    mgr = _runners_io_manager()
     return mgr if isinstance(mgr, UringIOManager) else None
 
 
+def note_fallback(io_manager: object, exc: UringUnavailable) -> None:
+    """Record that the run using ``io_manager`` (trio's own) fell back because of ``exc``.
+
+    Its ops then use readiness at once, without trying io_uring again or warning twice.
+    """
+    _FELL_BACK[io_manager] = fresh(exc)
+
+
 def current_driver() -> OpDriver:
-    """The op driver of the current trio run, created on first use."""
-    try:
-        return _DRIVER.get()
-    except LookupError:
-        pass
-    mgr = _io_manager_of_this_run()
-    driver = mgr.driver if mgr is not None else _PlainDriver().driver
+    """The op driver of the current trio run, created on first use.
+
+    Raises :class:`UringUnavailable` if io_uring cannot be used in this run; the answer is
+    kept for the run, so later calls raise again at once without retrying the syscalls.
+    """
+    driver = _DRIVER.get()
+    if driver is not None:
+        return driver
+    failed = _FAILED.get()
+    if failed is not None:
+        raise fresh(failed)
+    mgr = _runners_io_manager()
+    if isinstance(mgr, UringIOManager):
+        driver = mgr.driver
+    else:
+        reason = _FELL_BACK.get(mgr) if mgr is not None else None
+        if reason is not None:
+            _FAILED.set(reason)
+            _WARNED.set(True)  # trio_uring.run / install_io_manager warned already
+            raise fresh(reason)
+        try:
+            driver = _PlainDriver().driver
+        except UringUnavailable as exc:
+            _FAILED.set(fresh(exc))
+            raise
     _DRIVER.set(driver)
     return driver
 
 
+def driver_or_none() -> OpDriver | None:
+    """The run's op driver, or None when io_uring is unavailable in this run.
+
+    For code that can do without io_uring (readiness through trio instead): the first
+    None of a run comes with one ``RuntimeWarning`` saying why.
+    """
+    driver = _DRIVER.get()
+    if driver is not None:
+        return driver
+    try:
+        return current_driver()
+    except UringUnavailable as exc:
+        if not _WARNED.get():
+            _WARNED.set(True)
+            warnings.warn(f"io_uring is unavailable, using trio's readiness-based IO: {exc}",
+                          RuntimeWarning, stacklevel=2)
+        return None
+
+
 def existing_driver() -> OpDriver | None:
     """The current run's op driver if one was created (never creates one)."""
-    try:
-        return _DRIVER.get()
-    except LookupError:
-        mgr = _io_manager_of_this_run()
-        return mgr.driver if mgr is not None else None
+    driver = _DRIVER.get()
+    if driver is not None:
+        return driver
+    mgr = _io_manager_of_this_run()
+    return mgr.driver if mgr is not None else None
 
 
 class _PlainDriver(trio.abc.Instrument):
     def __init__(self) -> None:
-        self.ring = Ring(flags=run_ring_flags())
-        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.ring = Ring(flags=run_ring_flags())  # raises UringUnavailable itself
+        self._efd = -1
+        step = "eventfd"
         try:
+            self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            step = "io_uring_register"
             self.ring.register_eventfd(self._efd)
-        except BaseException:
-            os.close(self._efd)
+            # Prove io_uring_enter works now (a seccomp filter may refuse it alone) rather than
+            # leave every op of the run waiting for a submission that keeps failing.
+            step = "io_uring_enter"
+            self.ring.prep_nop(0)  # user_data 0: its completion is ignored
+            self.ring.submit()
+        except BaseException as exc:
             self.ring.close()
-            raise
+            if self._efd >= 0:
+                os.close(self._efd)
+            if not isinstance(exc, OSError):
+                raise
+            if step == "eventfd":
+                raise UringUnavailable(f"no eventfd for the io_uring driver: {exc}",
+                                       errno=exc.errno) from None
+            detail = "IORING_REGISTER_EVENTFD" if step == "io_uring_register" else "the first submission"
+            raise refused_error(step, exc.errno or 0, detail) from None
         self.driver = OpDriver(self.ring, on_queued=self._queued)
         self.driver.reaped_by_task = True
         self._flush = False

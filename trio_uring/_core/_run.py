@@ -19,6 +19,7 @@ import trio._core._run as _trio_run
 from ._compat import check_trio_version
 from ._errors import UringUnavailable
 from ._io_manager import DEFAULT_COALESCE_USEC, UringIOManager
+from ._plain import note_fallback
 
 __all__ = ["backend", "install_io_manager", "run"]
 
@@ -33,6 +34,21 @@ def _swap_io_manager(factory: Callable[[], Any]) -> Iterator[None]:
         yield
     finally:
         _trio_run.TheIOManager = original  # type: ignore[attr-defined,assignment,unused-ignore]
+
+
+def _stock_io_manager_factory(exc: UringUnavailable, original: Callable[[], Any]) -> Callable[[], Any]:
+    """A factory for trio's own IO manager that remembers why io_uring was not used.
+
+    Ops of that run then wait for readiness through trio at once, without trying io_uring
+    again or warning a second time.
+    """
+
+    def factory() -> Any:
+        mgr = original()
+        note_fallback(mgr, exc)
+        return mgr
+
+    return factory
 
 
 def run(
@@ -59,7 +75,9 @@ def run(
         if not fallback:
             raise
         warnings.warn(f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning, stacklevel=2)
-        return trio.run(async_fn, *args, **trio_run_kwargs)
+        original = _trio_run.TheIOManager  # type: ignore[attr-defined,unused-ignore]
+        with _swap_io_manager(_stock_io_manager_factory(exc, original)):
+            return trio.run(async_fn, *args, **trio_run_kwargs)
     used = False
     original = _trio_run.TheIOManager  # type: ignore[attr-defined,assignment,unused-ignore]
 
@@ -78,14 +96,30 @@ def run(
 
 
 @contextlib.contextmanager
-def install_io_manager() -> Iterator[None]:
+def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
     """Make every ``trio.run`` (and guest run) started inside the block use io_uring.
 
     For test suites and tools: e.g. in a ``conftest.py`` so that pytest-trio's runs, and
-    trio's own tests, run on ``UringIOManager``. Process-global while active.
+    trio's own tests, run on ``UringIOManager``. Process-global while active. A run whose
+    manager cannot be built raises :class:`UringUnavailable` before it starts (a later
+    ``trio.run`` is unaffected); with ``fallback=True`` it warns and uses trio's own IO
+    manager instead.
     """
     check_trio_version()
-    with _swap_io_manager(UringIOManager):
+    original = _trio_run.TheIOManager  # type: ignore[attr-defined,unused-ignore]
+
+    def factory() -> Any:
+        try:
+            return UringIOManager()
+        except UringUnavailable as exc:
+            # factory <- trio's setup_runner <- trio.run <- the caller
+            warnings.warn(f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning,
+                          stacklevel=4)
+            return _stock_io_manager_factory(exc, original)()
+
+    # Without fallback the class itself is installed: tests (trio's own among them) patch
+    # methods on ``TheIOManager`` and expect the run's manager to see them.
+    with _swap_io_manager(factory if fallback else UringIOManager):
         yield
 
 

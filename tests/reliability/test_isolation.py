@@ -7,6 +7,7 @@ the ownership rules were enforced and passes now, under both integrations where 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import pickle
@@ -24,6 +25,7 @@ from trio_uring import UringSocketStream, open_zc_receiver
 from trio_uring._net._rxbuf import buffer_pool
 from trio_uring.socket import configure_receive_buffers
 
+from .._subproc import run_python
 from .._util import Runner, tcp_pair, uring_pair
 
 KiB = 1024
@@ -536,3 +538,41 @@ def test_auto_mode_rounds_an_odd_area_size() -> None:
             assert (await rx.receive()).tobytes() == b"ok"
 
     trio_uring.run(main)
+
+
+@pytest.mark.parametrize("refused", ["setup", "register", "enter"])
+def test_servers_run_on_readiness_where_seccomp_refuses_io_uring(refused: str) -> None:
+    """Library mode and ``trio_uring.run(fallback=True)``: serve_tcp, streams, socketpair and
+    accept work on trio's readiness API, with one warning per run naming the reason."""
+    res = run_python("""
+import functools, warnings, trio, trio_uring
+
+async def echo(stream):
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+
+async def main():
+    async with trio.open_nursery() as n:
+        ls = await n.start(functools.partial(trio_uring.serve_tcp, echo, 0, host="127.0.0.1"))
+        port = ls[0].socket.getsockname()[1]
+        async with await trio_uring.open_tcp_stream("127.0.0.1", port) as c:
+            for k in range(5):
+                await c.send_all(b"hello %d" % k)
+                assert await c.receive_some() == b"hello %d" % k
+        a, b = trio_uring.socket.socketpair()
+        with a, b:
+            await a.send(b"x")
+            assert await b.recv(1) == b"x"
+        n.cancel_scope.cancel()
+    return trio_uring.backend()
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print("PLAIN", trio.run(main))
+    print("FALLBACK", trio_uring.run(main, fallback=True))
+print("WARNINGS", len([w for w in caught if issubclass(w.category, RuntimeWarning)]))
+print("REASON", "seccomp" in str(caught[0].message) or "io_uring_" in str(caught[0].message))
+""", refuse={refused: errno.EPERM}, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "PLAIN epoll" in res.stdout and "FALLBACK epoll" in res.stdout
+    assert "WARNINGS 2" in res.stdout and "REASON True" in res.stdout  # one per run

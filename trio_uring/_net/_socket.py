@@ -30,9 +30,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from .._core._errors import UringUnavailable
 from .._core._ops import MultishotOp, OpDriver
-from .._core._plain import current_driver, existing_driver
+from .._core._plain import driver_or_none, existing_driver
 from .._core._ring import CQE_F_MORE, readable_cbuf
 from .._core._sockaddr import encode_sockaddr
 from .._core._waiter import Waiter
@@ -52,14 +51,6 @@ _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is sl
 _PEEK, _WAITALL, _DONTWAIT = int(_stdlib.MSG_PEEK), int(_stdlib.MSG_WAITALL), int(_stdlib.MSG_DONTWAIT)
 #: recv flags the stream receive path understands on data it already holds in user memory.
 _QUEUE_FLAGS = _PEEK | _WAITALL | _DONTWAIT
-
-
-def driver_or_none() -> OpDriver | None:
-    """The run's op driver, or None where io_uring cannot be used in this run."""
-    try:
-        return current_driver()
-    except UringUnavailable:
-        return None
 
 
 class _Conflict:

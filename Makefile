@@ -70,5 +70,12 @@ kernel-lane: setup
 
 test: lint typecheck pytest trio-suite trio-oldest kernel-lane
 
+# The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
+# is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.
+.PHONY: test-asan
+test-asan: setup
+	PY=$(PY) scripts/ensure-asan-deps
+	PYBIN=$(CURDIR)/$(BIN)/python scripts/asan-test
+
 clean:
 	rm -rf $(VENV) $(VENV_OLD) build *.egg-info trio_uring/_native*.so trio_uring/_native.c

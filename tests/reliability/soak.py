@@ -522,9 +522,9 @@ def judge(cfg: SoakConfig, samples: list[Sample], baseline: Sample, final: Sampl
     checks.append(Check("data intact", not rest,
                         ", ".join(f"{k}: {v}" for k, v in sorted(rest.items())) or "every byte checked"))
     n_early = counters.get("zc_server_early", 0) + counters.get("zc_client_early", 0)
+    lost = ", ".join(f"{k}: {v}" for k, v in sorted(early.items())) or "every byte checked"
     checks.append(Check("data intact after early receiver exit", not early,
-                        ", ".join(f"{k}: {v}" for k, v in sorted(early.items()))
-                        + f" (of {n_early} receivers that left early)"))
+                        f"{lost} ({n_early} receivers left early)"))
     other = {k: v for k, v in load_failures.items() if k not in integrity}
     checks.append(Check("no unexpected errors", not other,
                         ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none"))

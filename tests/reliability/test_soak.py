@@ -1,10 +1,7 @@
 """The short soak (about 20 s) as part of every pytest run; ``make soak`` is the long one.
 
 One mixed-load run (see ``soak.py``) is shared by the tests below, one per check, so a
-failure names the resource that did not come back. Checks that fail on today's code
-because of known bugs are marked xfail (not strict) with the bug named, so the rest of the
-soak still guards against regressions; remove a mark once its bug is fixed (pytest reports
-it as XPASS).
+failure names the resource that did not come back.
 """
 
 from __future__ import annotations
@@ -71,13 +68,11 @@ def test_dropped_streams_collected(report: SoakReport) -> None:
     _check(report, "dropped streams collected")
 
 
-@pytest.mark.xfail(reason="known bug: a stream collected without close keeps its queued chunks, "
-                          "pinning shared pool buffers for the rest of the run", strict=False)
 def test_pool_back_in_kernel(report: SoakReport) -> None:
+    """A stream collected without close must still give its queued buffers back."""
     _check(report, "pool back in kernel")
 
 
-@pytest.mark.xfail(reason="known bug: a zero-copy receiver leaving its block early drops the data it "
-                          "had received but not handed out", strict=False)
 def test_data_intact_after_early_receiver_exit(report: SoakReport) -> None:
+    """A receiver leaving its block early must leave undelivered data to the stream."""
     _check(report, "data intact after early receiver exit")

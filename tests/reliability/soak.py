@@ -26,12 +26,16 @@ Verdict (see :func:`judge`): after a warm-up (the first 25 % of samples) memory 
 and once the load stops and every connection is closed, fds and pool occupancy must be back
 at their baseline. Memory limits, and why:
 
-- RSS least-squares slope < ``rss_slope_mib_per_min`` (2 MiB/min) *and* the peak of the last
-  third of the samples at most ``rss_step_mib`` (8 MiB) above the peak of the first third.
+- RSS least-squares slope < ``rss_slope_mib_per_min`` (2 MiB/min) *or* the median of the
+  last third of the samples at most ``rss_step_mib`` (8 MiB) above the median of the first
+  third (it fails only when both are exceeded).
   One leaked socket object plus its receiver state is a few KiB and churn makes hundreds of
   connections a second, so a per-connection leak is tens of MiB per minute; one pool buffer
   is 32 KiB. A flat process still moves by a few MiB as allocator arenas fill and
-  fragment, which the slope alone would over-weight in a 20 s run, hence both conditions.
+  fragment, and swings by tens of MiB with the bulk transfers in flight (each holds its
+  few MiB of payload): the slope alone over-weights that in a 20 s run, and so do peaks
+  (measured: a 20 s run once showed a slope of +17 MiB/min with the level flat), hence
+  medians, and both conditions.
 - VmSize: the peak of the last third at most ``vmsize_step_mib`` (64 MiB) above the peak of
   the first third. Receivers map and unmap their own buffer slabs and a glibc thread arena
   is 64 MiB of address space, so VmSize moves in steps; a slab that is never unmapped
@@ -54,6 +58,7 @@ import math
 import os
 import random
 import socket as _stdlib
+import statistics
 import struct
 import sys
 import time
@@ -490,11 +495,12 @@ def judge(cfg: SoakConfig, samples: list[Sample], baseline: Sample, final: Sampl
     first, last = steady[:third], steady[-third:]
     if len(steady) >= 6:
         slope = _slope_per_min([s.t for s in steady], [s.rss_kib / 1024 for s in steady])
-        step = (max(s.rss_kib for s in last) - max(s.rss_kib for s in first)) / 1024
+        med = statistics.median
+        step = (med(s.rss_kib for s in last) - med(s.rss_kib for s in first)) / 1024
         ok = not (slope > cfg.rss_slope_mib_per_min and step > cfg.rss_step_mib)
         checks.append(Check("rss flat", ok,
                             f"slope {slope:+.2f} MiB/min (limit {cfg.rss_slope_mib_per_min}), "
-                            f"last-third peak {step:+.1f} MiB vs first third (limit {cfg.rss_step_mib})"))
+                            f"last-third median {step:+.1f} MiB vs first third (limit {cfg.rss_step_mib})"))
         vstep = (max(s.vmsize_kib for s in last) - max(s.vmsize_kib for s in first)) / 1024
         checks.append(Check("vmsize flat", vstep <= cfg.vmsize_step_mib,
                             f"last-third peak {vstep:+.1f} MiB vs first third (limit {cfg.vmsize_step_mib})"))

@@ -70,5 +70,19 @@ kernel-lane: setup
 
 test: lint typecheck pytest trio-suite trio-oldest kernel-lane
 
+# The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
+# is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.
+.PHONY: test-asan soak
+test-asan: setup
+	PY=$(PY) scripts/ensure-asan-deps
+	PYBIN=$(CURDIR)/$(BIN)/python scripts/asan-test
+
+# Mixed load on one trio_uring.run for SOAK_SECONDS; fails unless memory, fds and the receive
+# buffer pool stay flat. Samples go to build/soak.json. The short version is part of pytest.
+SOAK_SECONDS ?= 300
+soak: setup
+	mkdir -p build
+	$(BIN)/python tests/reliability/soak.py --seconds $(SOAK_SECONDS) --json build/soak.json
+
 clean:
 	rm -rf $(VENV) $(VENV_OLD) build *.egg-info trio_uring/_native*.so trio_uring/_native.c

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean
+.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean test-asan soak
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -59,7 +59,7 @@ trio-oldest: $(VENV_OLD)/.stamp
 # newest Debian kernel >= 7.1, in a VM. Fails loudly when the VM cannot run, unless
 # TRIO_URING_SKIP_KERNEL_LANE=1.
 KERNEL_LANE_TESTS := tests/kernel tests/core tests/zerocopy tests/net/test_socket.py \
-	tests/net/test_stream_conformance.py
+	tests/net/test_stream_conformance.py tests/reliability/test_isolation.py
 kernel-lane: setup
 	@if [ "$$TRIO_URING_SKIP_KERNEL_LANE" = 1 ]; then \
 		echo "kernel lane SKIPPED (TRIO_URING_SKIP_KERNEL_LANE=1)"; \
@@ -68,7 +68,7 @@ kernel-lane: setup
 			$(KERNEL_LANE_TESTS); \
 	fi
 
-test: lint typecheck pytest trio-suite trio-oldest kernel-lane
+test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane
 
 # The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
 # is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.

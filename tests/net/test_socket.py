@@ -136,7 +136,7 @@ def test_cancelled_accept_loses_no_connection(run: Runner) -> None:
                 await lsock.accept()
             c = stdsocket.create_connection(lsock.getsockname())
             with c:
-                srv, _ = await lsock.accept()  # queued by the multishot accept meanwhile
+                srv, _ = await lsock.accept()  # waited in the backlog, not lost to the cancelled op
                 srv.close()
 
     run(main)

@@ -4,7 +4,7 @@ Each case runs one operation — accept, connect, recv (plain, ``MSG_WAITALL``, 
 send, a zero-copy receiver's receive / receive_batch, or the receiver's whole block —
 while a second task cancels it after a random number of scheduler passes: before the SQE
 is submitted, while the kernel holds it, or after its completion arrived. Several
-connections and receivers share the run (the pool, the ring, the accept queue). After each
+connections and receivers share the run (the pool, the ring, the listener). After each
 case every byte sent is either delivered exactly once or still readable, in order, and at
 the end of each run no fd, pool buffer, lease or op is left over.
 

@@ -279,31 +279,48 @@ def test_leaving_after_end_of_stream_keeps_the_end_for_the_stream(run: Runner) -
 
 # ---- 5. a run that ends with a listener open -------------------------------------------------------
 
-def test_run_ending_with_an_armed_listener_closes_what_it_accepted(run: Runner, no_fd_leak: None) -> None:
+def test_run_ending_with_a_listener_open_loses_no_connection(run: Runner, no_fd_leak: None) -> None:
+    """A run ends with a listener open and connections waiting: no TrioInternalError, no fd
+    accepted behind anyone's back, and the next run accepts every waiting connection."""
     peers: list[stdsocket.socket] = []
-    holder: list[Any] = []
+    lsock = trio_uring.socket.socket()
+    listener = trio_uring.UringSocketListener(lsock)
 
-    async def main() -> None:
-        lsock = trio_uring.socket.socket()
+    async def first() -> None:
         await lsock.bind(("127.0.0.1", 0))
         lsock.listen()
-        listener = trio_uring.UringSocketListener(lsock)
-        port = lsock.getsockname()[1]
-        c0 = stdsocket.create_connection(("127.0.0.1", port))
-        (await listener.accept()).socket.close()  # the multishot accept is armed now
-        c0.close()
-        for _ in range(3):  # accepted by the kernel op, never taken by accept()
-            peers.append(stdsocket.create_connection(("127.0.0.1", port)))
-        await trio.sleep(0.05)
-        holder.append(listener)  # still open when the run ends
+        c0 = stdsocket.create_connection(lsock.getsockname())
+        async def accept_one() -> None:
+            await (await listener.accept()).aclose()
 
-    run(main)  # no TrioInternalError
-    for p in peers:
-        p.settimeout(5)
-        with contextlib.suppress(ConnectionResetError):
-            assert p.recv(10) == b""  # the accepted end was closed: the peer sees it
-        p.close()
-    holder[0].socket.close()
+        async with trio.open_nursery() as n:
+            n.start_soon(accept_one)  # waiting in the kernel when the connection comes
+            await trio.testing.wait_all_tasks_blocked()
+            c0.send(b"0")
+        c0.close()
+        for i in range(3):  # waiting in the backlog when the run ends
+            peers.append(stdsocket.create_connection(lsock.getsockname()))
+            peers[-1].send(b"%d" % (i + 1))
+
+    async def second() -> None:
+        got = []
+        for _ in range(3):
+            with trio.fail_after(5):
+                stream = await listener.accept()
+            got.append(await stream.receive_some())
+            await stream.aclose()
+        assert sorted(got) == [b"1", b"2", b"3"]
+
+    fds_before = len(os.listdir("/proc/self/fd"))
+    run(first)  # no TrioInternalError
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == fds_before + 3  # the 3 peers, nothing accepted for them
+    try:
+        run(second)
+    finally:
+        for p in peers:
+            p.close()
+        lsock.close()
 
 
 # ---- 6. one consumer per resource ------------------------------------------------------------------
@@ -576,3 +593,262 @@ print("REASON", "seccomp" in str(caught[0].message) or "io_uring_" in str(caught
     assert res.returncode == 0, res.stderr
     assert "PLAIN epoll" in res.stdout and "FALLBACK epoll" in res.stdout
     assert "WARNINGS 2" in res.stdout and "REASON True" in res.stdout  # one per run
+
+
+# ---- found by the second adversarial pass ---------------------------------------------------------------
+
+def test_op_queued_on_a_closed_socket_never_reaches_the_fd_numbers_next_owner(run: Runner) -> None:
+    """A send queued as an SQE (socket full), then the socket closed and its fd number
+    reused in the same scheduler pass: the SQE is withdrawn, never sent to the new one."""
+
+    async def main() -> None:
+        with stdsocket.socket() as lst:
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(64)
+            for _ in range(20):
+                c1 = trio_uring.socket.socket()
+                await c1.connect(lst.getsockname())
+                p1, _ = lst.accept()
+                c1.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, 4096)
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        c1._sock.send(b"." * 65536)  # full: the next send goes through the ring
+                seen: dict[str, Any] = {}
+
+                async def send_secret(c1: Any = c1, seen: dict[str, Any] = seen) -> None:
+                    try:
+                        seen["send"] = await c1.send(b"SECRET OF CONNECTION 1")
+                    except (trio.ClosedResourceError, OSError) as exc:
+                        seen["send"] = type(exc).__name__
+
+                async def close_and_reuse(c1: Any = c1, seen: dict[str, Any] = seen) -> None:
+                    c1.close()
+                    c2 = stdsocket.create_connection(lst.getsockname())
+                    p2, _ = lst.accept()
+                    with c2, p2:
+                        await trio.sleep(0.02)
+                        p2.setblocking(False)
+                        with contextlib.suppress(BlockingIOError):
+                            seen["p2"] = p2.recv(100)
+
+                async with trio.open_nursery() as n:
+                    n.start_soon(send_secret)
+                    n.start_soon(close_and_reuse)
+                p1.close()
+                assert b"SECRET" not in seen.get("p2", b""), seen
+                assert seen["send"] in ("ClosedResourceError", "OSError"), seen
+
+    run(main)
+
+
+def test_socket_in_a_reference_cycle_is_still_cleaned_up() -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        await _arm_and_queue(rxs, tx, b"cy" * 100)
+        sock = rxs.socket
+        sock._cycle = sock  # type: ignore[attr-defined]  # the inner socket may be finalized first
+        del rxs, sock
+        with pytest.warns(ResourceWarning):
+            gc.collect()
+        await trio.sleep(0.01)
+        pool = buffer_pool()
+        pool.flush()
+        assert sum(pool._refs) == 0 and pool.in_kernel == pool.entries
+        with trio.fail_after(5):
+            assert await tx.receive_some() == b""
+        await tx.aclose()
+
+    trio_uring.run(main)
+
+
+def test_finalizer_cleans_up_even_when_resource_warnings_are_errors() -> None:
+    res = run_python("""
+import gc, socket, warnings, trio, trio_uring
+from trio_uring.socket import from_stdlib_socket
+warnings.simplefilter("error", ResourceWarning)
+async def main():
+    a, b = socket.socketpair()
+    st = trio_uring.UringSocketStream(from_stdlib_socket(a))
+    async with trio.open_nursery() as n:
+        n.start_soon(st.receive_some, 1)
+        await trio.sleep(0.01)
+        b.send(b"a")
+    del st, n
+    gc.collect()
+    await trio.sleep(0.05)
+    b.settimeout(2)
+    print("PEER", b.recv(10))
+    b.close()
+trio_uring.run(main)
+""")
+    assert "PEER b''" in res.stdout, (res.stdout, res.stderr)
+
+
+def test_accept_holds_no_fd_for_connections_nobody_asked_for(run: Runner) -> None:
+    async def main() -> None:
+        listener = (await trio_uring.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        port = listener.socket.getsockname()[1]
+        async with listener:
+            c0 = stdsocket.create_connection(("127.0.0.1", port))
+            (await listener.accept()).socket.close()
+            c0.close()
+            before = len(os.listdir("/proc/self/fd"))
+            clients = [stdsocket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+            await trio.sleep(0.1)
+            assert len(os.listdir("/proc/self/fd")) == before + 20  # the clients' own, nothing more
+            for c in clients:
+                with trio.fail_after(5):
+                    (await listener.accept()).socket.close()
+                c.close()
+
+    run(main)
+
+
+def test_data_kept_from_an_earlier_run_comes_first_without_io_uring(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trio_uring._net._socket as sockmod  # noqa: PLC0415
+
+    tx, rxs = uring_pair()
+
+    async def first() -> None:
+        await _arm_and_queue(rxs, tx, b"01111")
+
+    async def second() -> bytes:
+        await tx.send_all(b"2222")
+        got = b""
+        with trio.fail_after(5):
+            while len(got) < 8:
+                got += await rxs.receive_some()
+        return got
+
+    try:
+        trio_uring.run(first)
+        monkeypatch.setattr(sockmod, "driver_or_none", lambda: None)
+        assert trio.run(second) == b"11112222"
+    finally:
+        tx.socket.close()
+        rxs.socket.close()
+
+
+def test_a_socket_used_by_a_run_in_another_thread_is_refused_not_crashing_it() -> None:
+    import threading  # noqa: PLC0415
+
+    tx, rxs = uring_pair()
+    armed, done = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    async def run_a() -> None:
+        await _arm_and_queue(rxs, tx, b"0a")
+        assert await rxs.receive_some() == b"a"
+        assert rxs.socket._rx is not None
+        rxs.socket._rx.arm()  # run A's multishot recv stays armed, nobody waiting on it
+        armed.set()
+        with trio.fail_after(5):
+            while not done.is_set():
+                await trio.sleep(0.005)
+        await tx.send_all(b"for A")
+        with trio.fail_after(5):
+            assert await rxs.receive_some() == b"for A"  # run A is unaffected
+
+    def thread_a() -> None:
+        try:
+            trio_uring.run(run_a)
+            outcome["a"] = "ok"
+        except BaseException as exc:  # reported below
+            outcome["a"] = repr(exc)
+
+    async def run_b() -> None:
+        with pytest.raises(trio.BusyResourceError, match="another thread"):
+            await rxs.socket.recv(10)
+
+    t = threading.Thread(target=thread_a)
+    t.start()
+    try:
+        assert armed.wait(10)
+        trio.run(run_b)
+    finally:
+        done.set()
+        t.join(10)
+    assert outcome["a"] == "ok"
+    tx.socket.close()
+    rxs.socket.close()
+
+
+def test_detach_refuses_to_drop_received_bytes(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx:
+            if trio_uring.backend() == "io_uring":
+                await _arm_and_queue(rxs, tx, b"0queued")
+                with pytest.raises(trio.BusyResourceError, match="receive them first"):
+                    rxs.socket.detach()
+                assert await rxs.receive_some() == b"queued"
+            fd = rxs.socket.detach()
+            os.close(fd)
+
+    run(main)
+
+
+def test_buffer_group_ids_are_reused_per_ring() -> None:
+    async def main() -> None:
+        ring = trio_uring.lowlevel.current_driver().ring
+        ring._next_bgid = 0xFFFD
+        tx, rxs = uring_pair()
+        async with tx, rxs:
+            seen = []
+            for _ in range(4):  # wraps past 0xFFFF without colliding
+                async with open_zc_receiver(rxs, mode="copy", area_size=64 * KiB) as rx:
+                    assert rx._bufs is not None
+                    seen.append(rx._bufs.bgid)
+            assert seen == [0xFFFE, 0xFFFF, 1, 2]  # past 0xFFFF the ids start again at 1
+            ring._next_bgid = 0
+            async with open_zc_receiver(rxs, mode="copy", area_size=64 * KiB) as one:
+                ring._next_bgid = 0
+                async with open_zc_receiver(tx, mode="copy", area_size=64 * KiB) as two:
+                    assert one._bufs is not None and two._bufs is not None
+                    assert (one._bufs.bgid, two._bufs.bgid) == (1, 2)  # an id in use is skipped
+
+    trio_uring.run(main)
+
+
+def test_aclose_while_a_receive_is_at_its_checkpoint_loses_nothing(run: Runner) -> None:
+    async def main() -> None:
+        for _ in range(20):
+            tx, rxs = uring_pair()
+            await tx.send_all(b"x" * 1000)
+            got = b""
+            async with open_zc_receiver(rxs, mode="copy") as rx:
+                rx._arm()
+                with trio.fail_after(5):
+                    while not rx._ready:
+                        await trio.sleep(0.001)
+
+                async def consumer() -> None:
+                    nonlocal got
+                    try:
+                        lease = await rx.receive()
+                    except trio.ClosedResourceError:
+                        return
+                    await trio.sleep(0)  # aclose() goes on meanwhile
+                    try:
+                        got = lease.tobytes()
+                    except ValueError:  # released under the consumer: those bytes are gone
+                        got = b""
+
+                async with trio.open_nursery() as n:
+                    n.start_soon(consumer)
+                    await trio.sleep(0)  # the consumer is at receive()'s checkpoint
+                    await rx.aclose()
+            await tx.aclose()
+            rest = await _drain_stream(rxs)
+            assert len(got) + len(rest) == 1000
+            await rxs.aclose()
+
+    run(main)
+
+
+async def _drain_stream(stream: UringSocketStream) -> bytes:
+    out = b""
+    with trio.fail_after(5):
+        while data := await stream.receive_some():
+            out += data
+    return out

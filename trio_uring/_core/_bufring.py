@@ -9,7 +9,6 @@ registration.
 from __future__ import annotations
 
 import errno as _errno
-import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,9 +17,6 @@ from ._errors import kernel_error
 from ._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, Ring, _check_pow2
 
 __all__ = ["BufferRing", "alloc_slab"]
-
-_bgids = itertools.count(1)
-
 
 def alloc_slab(nbytes: int) -> tuple[Any, memoryview]:
     """Page-aligned memory from C, freed when the last Python reference goes."""
@@ -48,7 +44,7 @@ class BufferRing:
         if buf_size <= 0 or buf_size > 1 << 31:
             raise ValueError(f"buf_size must be between 1 and 2**31, got {buf_size}")
         if bgid is None:
-            bgid = next(_bgids) & 0xFFFF
+            bgid = ring.free_bgid()
         elif not 0 <= bgid <= 0xFFFF:
             raise ValueError(f"bgid must fit in 16 bits, got {bgid}")
         self.ring = ring

@@ -305,10 +305,25 @@ class OpDriver:
         """:meth:`start_multishot` for CQE32 payloads: ``on_cqe32(res, flags, first_u64)``."""
         return self._issue(BigMultishotOp(next(self._ids), fd, keep, on_cqe32), prep, args)
 
-    def cancel(self, op: Op) -> None:
-        """Ask the kernel to cancel ``op``; its final CQE still arrives (with -ECANCELED)."""
+    def _withdraw(self, op: Op) -> bool:
+        """Take back an op whose SQE the kernel has not seen: the SQE becomes an ignored NOP
+        and the op completes now, with -ECANCELED.
+
+        Needed before an fd is closed: a queued SQE names the fd by number, and a number
+        closed now may mean another connection by the next submission.
+        """
         ring = self.ring
-        if ring.closed or op.ud not in ring.inflight:
+        if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
+            ring.inflight.pop(op.ud, None)
+            op.complete(-_errno.ECANCELED, 0)
+            return True
+        return False
+
+    def cancel(self, op: Op) -> None:
+        """Cancel ``op``: one the kernel has not seen completes at once (in this call),
+        one in flight gets an ASYNC_CANCEL and its final CQE (-ECANCELED) arrives later."""
+        ring = self.ring
+        if ring.closed or op.ud not in ring.inflight or self._withdraw(op):
             return
         ring.prep_cancel(op.ud)
         if self._on_queued is not None:
@@ -324,13 +339,15 @@ class OpDriver:
         ring = self.ring
         if ring.closed:
             return 0
-        hit = 0
-        for op in ring.inflight.values():
+        hit = queued = 0
+        for op in list(ring.inflight.values()):
             if op.fd == fd and not op.closed:
                 op.closed = True
-                ring.prep_cancel(op.ud)
                 hit += 1
-        if hit and self._on_queued is not None:
+                if not self._withdraw(op):
+                    ring.prep_cancel(op.ud)
+                    queued += 1
+        if queued and self._on_queued is not None:
             self._on_queued()
         return hit
 

@@ -15,6 +15,7 @@ warns once per run) for callers that can wait for readiness through trio.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import warnings
@@ -32,6 +33,8 @@ __all__ = ["current_driver", "driver_or_none", "existing_driver", "note_fallback
 
 _DRIVER: RunVar[OpDriver | None] = RunVar("trio_uring_driver", default=None)
 #: Why io_uring cannot be used in this run (a copy without traceback): asked once per run.
+#: Failures that may not last (fds or memory exhausted for a moment): not cached for the run.
+_TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 _FAILED: RunVar[UringUnavailable | None] = RunVar("trio_uring_unavailable", default=None)
 _WARNED: RunVar[bool] = RunVar("trio_uring_unavailable_warned", default=False)
 #: trio IO managers of runs that fell back from io_uring, with the reason (already warned about).
@@ -87,7 +90,8 @@ def current_driver() -> OpDriver:
         try:
             driver = _PlainDriver().driver
         except UringUnavailable as exc:
-            _FAILED.set(fresh(exc))
+            if exc.errno not in _TRANSIENT:  # out of fds or memory now is not "refused"
+                _FAILED.set(fresh(exc))
             raise
     _DRIVER.set(driver)
     return driver

@@ -224,7 +224,8 @@ class Ring:
         self._res = ffi.new("int32_t[]", batch)
         self._fl = ffi.new("uint32_t[]", batch)
         self._big = ffi.new("uint64_t[]", 2 * batch) if self.cqe32 else ffi.NULL
-        self._bufrings: dict[int, Any] = {}
+        self._bufrings: dict[Any, Any] = {}
+        self._next_bgid = 0
         self._zcrx: list[Any] = []
         _live_rings.add(self)
 
@@ -426,6 +427,15 @@ class Ring:
 
     def unregister(self, key: Any) -> None:
         self._bufrings.pop(key, None)
+
+    def free_bgid(self) -> int:
+        """A buffer group id no buffer ring on this ring uses (ids are 16 bits: a process
+        that opens and closes many receivers must reuse them)."""
+        for _ in range(1 << 16):
+            self._next_bgid = self._next_bgid % 0xFFFF + 1
+            if ("bufring", self._next_bgid) not in self._bufrings:
+                return self._next_bgid
+        raise OSError(_errno.ENOSPC, "all 65535 buffer group ids of this ring are in use")
 
     def drain(self, timeout: float = 2.0, on_batch: Callable[[Batch], None] | None = None) -> None:
         """Cancel every op the kernel holds and reap until their final CQEs arrived.

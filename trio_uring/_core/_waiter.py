@@ -1,6 +1,6 @@
 """A parking spot for one task, woken by completion callbacks.
 
-Receivers and accept queues own their kernel op; a task only waits for what the op
+Receivers own their kernel op; a task only waits for what the op
 delivered, so cancelling the wait has no effect on the op or the data (``Abort.SUCCEEDED``).
 """
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import threading
 from collections import deque
 
 import trio
@@ -292,6 +293,9 @@ class StreamReceiver:
 
     async def wait(self) -> None:
         """Park until data, EOF or an error is there. Cancellation has no effect on data."""
+        if self._pool.driver.thread != threading.get_ident():
+            raise trio.BusyResourceError("this socket is in use by a trio run in another thread; "
+                                         "a socket belongs to one run at a time")
         self.arm()
         if self.ready:
             return

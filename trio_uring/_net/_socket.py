@@ -2,7 +2,8 @@
 
 * Stream sockets receive through a multishot recv into the run's buffer ring
   (:mod:`._rxbuf`): data is usually in user memory before anyone asks for it.
-* Listeners accept through a multishot accept; accepted fds wait in a bounded queue.
+* ``accept`` tries the syscall, then waits with an io_uring ``ACCEPT`` for that call only:
+  nothing is accepted before someone asks (no fds held for connections nobody took).
 * Sends try the non-blocking syscall first (one syscall, no ring round trip when the
   socket has room, which is almost always) and fall back to an io_uring ``SEND`` that the
   kernel completes when there is room.
@@ -18,23 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
-import functools
 import os
 import select
 import socket as _stdlib
 import threading
 import warnings
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import trio
 
-from .._core._ops import MultishotOp, OpDriver
+from .._core._ops import OpDriver
 from .._core._plain import driver_or_none, existing_driver
-from .._core._ring import CQE_F_MORE, readable_cbuf
+from .._core._ring import readable_cbuf
 from .._core._sockaddr import encode_sockaddr
-from .._core._waiter import Waiter
 from .._native import ffi
 from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
 
@@ -45,7 +43,6 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R", bytes, int)
-_ACCEPT_BACKLOG = 128
 _DIRECT_SEND = os.environ.get("TRIO_URING_SEND", "direct") == "direct"
 _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
 _PEEK, _WAITALL, _DONTWAIT = int(_stdlib.MSG_PEEK), int(_stdlib.MSG_WAITALL), int(_stdlib.MSG_DONTWAIT)
@@ -71,76 +68,6 @@ class _Conflict:
         self._held = False
 
 
-class _AcceptQueue:
-    """Fds accepted by a multishot accept, waiting for ``accept()`` calls.
-
-    Owned by one socket for one run: fds it accepted and nobody took are closed when the
-    socket closes or the run ends (their peers see the connection end).
-    """
-
-    __slots__ = ("__weakref__", "closed", "driver", "error", "fd", "fds", "op", "waiter")
-
-    def __init__(self, driver: OpDriver, fd: int) -> None:
-        self.driver = driver
-        self.fd = fd
-        self.fds: deque[int] = deque()
-        self.error: OSError | None = None
-        self.op: MultishotOp | None = None
-        self.waiter = Waiter()
-        self.closed = False
-        driver.own(self)
-
-    def arm(self) -> None:
-        if self.op is None and not self.closed and not self.driver.closed and len(self.fds) < _ACCEPT_BACKLOG:
-            self.op = self.driver.start_multishot(
-                functools.partial(self.driver.ring.prep_accept, multishot=True), self.fd,
-                fd=self.fd, on_cqe=self._on_cqe)
-
-    def _on_cqe(self, res: int, flags: int) -> None:
-        if res >= 0:
-            if self.closed or self.driver.closed:
-                os.close(res)
-            else:
-                self.fds.append(res)
-                if len(self.fds) >= _ACCEPT_BACKLOG and flags & CQE_F_MORE and self.op is not None:
-                    self.driver.cancel(self.op)  # let the kernel backlog hold the rest
-        elif res not in (-_errno.ECANCELED, -_errno.EINTR):
-            self.error = OSError(-res, os.strerror(-res))
-        if not flags & CQE_F_MORE:
-            self.op = None
-            if res >= 0 or res == -_errno.ECANCELED:
-                self.arm()
-        if self.fds or self.error is not None:
-            self.waiter.wake()
-
-    async def get(self) -> int:
-        self.arm()
-        while not self.fds:
-            if self.error is not None:
-                err, self.error = self.error, None
-                raise err
-            await self.waiter.park()
-            if self.closed:
-                raise trio.ClosedResourceError("another task closed this socket")
-            self.arm()
-        fd = self.fds.popleft()
-        if self.op is None:
-            self.arm()
-        return fd
-
-    def close(self) -> None:
-        self.closed = True
-        if self.op is not None and not self.driver.closed:
-            self.driver.cancel(self.op)
-        while self.fds:
-            os.close(self.fds.popleft())
-        self.waiter.wake()
-
-    def run_ended(self) -> None:
-        self.op = None
-        self.close()
-
-
 class UringSocket(trio.socket.SocketType):
     """A trio socket on io_uring. Create with :func:`socket` or :func:`from_stdlib_socket`.
 
@@ -156,7 +83,6 @@ class UringSocket(trio.socket.SocketType):
         self._sock = sock
         self._did_shutdown_SHUT_WR = False
         self._rx: StreamReceiver | None = None
-        self._acceptq: _AcceptQueue | None = None
         #: The ZeroCopyReceiver that owns this socket's receive side, if one is open.
         self._zc: Any = None
         self._recv_conflict = _Conflict("another task is already receiving on this socket")
@@ -166,22 +92,31 @@ class UringSocket(trio.socket.SocketType):
 
     def __del__(self) -> None:
         # A socket dropped without close(): its armed ops would keep the connection open
-        # (the kernel holds the file), its buffers would stay pinned. Give it all back.
+        # (the kernel holds the file), its buffers would stay pinned. Give it all back —
+        # even when a reference cycle had the inner socket finalized (and its fd closed)
+        # first — and warn last, since a warning can raise (``-W error``).
+        rx = getattr(self, "_rx", None)
+        if rx is not None and not rx.closed:
+            driver = rx._pool.driver
+            if not driver.closed and driver.thread == threading.get_ident():
+                # before the next enter, never in the middle of one: an SQE still queued on
+                # the fd becomes a NOP before the (now free) fd number can reach the kernel
+                driver.soon(rx.close)
         sock = getattr(self, "_sock", None)
-        if sock is None or sock.fileno() == -1:
-            return
-        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
-        me = threading.get_ident()
-        for owner in (self._rx, self._acceptq):
-            if owner is None:
-                continue
-            driver = owner._pool.driver if isinstance(owner, StreamReceiver) else owner.driver
-            if not driver.closed and driver.thread == me:
-                driver.soon(owner.close)  # before the next enter, never in the middle of one
-        sock.close()
+        if sock is not None and sock.fileno() != -1:
+            text = f"unclosed {self!r}"
+            sock.close()
+            warnings.warn(text, ResourceWarning, stacklevel=1, source=self)
 
     # ---- plain forwarding -----------------------------------------------------------------
     def detach(self) -> int:
+        """Give up the fd. Refused while received bytes wait in user memory: the fd's new
+        owner could never read them (read them first, e.g. until ``recv`` would block)."""
+        rx = self._rx
+        if rx is not None and not rx.closed and rx.ready and (rx._chunks or rx._spill):
+            raise trio.BusyResourceError(
+                f"{rx._pending} received bytes are queued in user memory and would be lost with "
+                "detach(): receive them first")
         self._stop_io()
         return self._sock.detach()
 
@@ -268,9 +203,6 @@ class UringSocket(trio.socket.SocketType):
         rx, self._rx = self._rx, None
         if rx is not None:
             rx.close()
-        q, self._acceptq = self._acceptq, None
-        if q is not None:
-            q.close()
         fd = self._sock.fileno()
         if fd >= 0:
             with contextlib.suppress(RuntimeError):  # outside a run nothing can be waiting
@@ -341,6 +273,8 @@ class UringSocket(trio.socket.SocketType):
         d = self._driver
         if d is None or d.closed:
             d = self._driver = driver_or_none()
+        elif d.thread != threading.get_ident():
+            _check_thread(d)
         return d
 
     async def _wait_readable(self) -> None:
@@ -391,24 +325,29 @@ class UringSocket(trio.socket.SocketType):
             raise OSError(err, f"Error connecting to {address!r}: {os.strerror(err)}")
 
     async def accept(self) -> tuple[UringSocket, Any]:
+        """Try-then-wait: the non-blocking syscall, and when no connection is pending an
+        io_uring ``ACCEPT`` for exactly this call. Nothing is accepted ahead of a caller, so
+        connections nobody asked for stay in the kernel's backlog, not in our fd table; a
+        cancelled wait that lost the race to a connection still returns it (the cancel
+        lands at the caller's next checkpoint)."""
         with self._accept_conflict:
             await trio.lowlevel.checkpoint_if_cancelled()
-            q = self._acceptq
-            if q is None or q.driver.closed:  # none yet, or one of an earlier run
-                if self._sock.fileno() == -1:
-                    raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
-                d = self._run_driver()
-                if d is None:
-                    sock, addr = await self._nonblocking(self._sock.accept, self._wait_readable)
-                    return UringSocket(sock), addr
-                q = self._acceptq = _AcceptQueue(d, self._sock.fileno())
-            if q.fds:
-                fd = q.fds.popleft()
-                q.arm()
-                await trio.lowlevel.cancel_shielded_checkpoint()
+            try:
+                fd, addr = self._sock._accept()  # type: ignore[attr-defined]
+            except BlockingIOError:
+                pass
             else:
-                fd = await q.get()
-        sock = _stdlib.socket(fileno=fd)
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return UringSocket(_stdlib.socket(self.family, self.type, self.proto, fileno=fd)), addr
+            d = self._run_driver()
+            if d is None:
+                sock, addr = await self._nonblocking(self._sock.accept, self._wait_readable)
+                return UringSocket(sock), addr
+            lfd = self._sock.fileno()
+            res = await d.start(d.ring.prep_accept, lfd, fd=lfd)
+        if res < 0:
+            raise OSError(-res, os.strerror(-res))
+        sock = _stdlib.socket(self.family, self.type, self.proto, fileno=res)
         try:
             addr = sock.getpeername()
         except OSError:
@@ -427,6 +366,17 @@ class UringSocket(trio.socket.SocketType):
                 return None
             rx = self._rx = StreamReceiver(fd, carry=rx)  # what an earlier run kept comes first
         return rx
+
+    def _carried(self, buflen: int) -> bytes | None:
+        """Without io_uring in this run: what an earlier run's receiver kept comes first."""
+        rx = self._rx
+        if rx is None or not rx.detached or not (rx._spill or rx.eof or rx.error):
+            return None
+        if rx._spill:
+            return rx._take_spill(buflen)
+        if rx.error is not None:
+            rx._raise_error()
+        return b""
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         if not self._is_stream:
@@ -450,6 +400,10 @@ class UringSocket(trio.socket.SocketType):
             if rx is None or rx.detached:
                 rx = self._receiver()
                 if rx is None:
+                    carried = self._carried(buflen)
+                    if carried is not None:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return carried
                     sock = self._sock
                     return await self._readiness_read(lambda: sock.recv(buflen))
             if rx.ready:
@@ -507,6 +461,9 @@ class UringSocket(trio.socket.SocketType):
         await trio.lowlevel.checkpoint_if_cancelled()
         rx = self._receiver()
         sys_flags = flags & ~_WAITALL
+        if rx is None and not flags & _PEEK and (carried := self._carried(buflen)) is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return carried
         if rx is None or rx.idle:
             # nothing is queued in user memory: the kernel socket holds the next bytes
             if flags & _DONTWAIT:
@@ -536,6 +493,11 @@ class UringSocket(trio.socket.SocketType):
             if rx is None or rx.detached:
                 rx = self._receiver()
                 if rx is None:
+                    carried = self._carried(len(view))
+                    if carried is not None:
+                        view[:len(carried)] = carried
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return len(carried)
                     return await self._readiness_read(lambda: self._sock.recv_into(view))
             if rx.ready:
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -660,6 +622,14 @@ class UringSocket(trio.socket.SocketType):
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
+
+
+def _check_thread(driver: OpDriver) -> None:
+    """A socket belongs to one trio run at a time: refuse one that another thread's run
+    is using (its completions would reschedule our task from their run)."""
+    if driver.thread != threading.get_ident() and not driver.closed:
+        raise trio.BusyResourceError(
+            "this socket is in use by a trio run in another thread; a socket belongs to one run at a time")
 
 
 def _writable_view(buffer: Any, nbytes: int, who: str) -> memoryview:

@@ -365,6 +365,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         with self._receiving:
             while True:
                 await self._wait()
+                if self._closed:  # aclose() began while we were at the checkpoint
+                    raise trio.ClosedResourceError("this zero-copy receiver is closed")
                 if self._ready:
                     return self._ready.popleft()
                 end = self._end()
@@ -382,6 +384,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         with self._receiving:
             while True:
                 await self._wait()
+                if self._closed:  # aclose() began while we were at the checkpoint
+                    raise trio.ClosedResourceError("this zero-copy receiver is closed")
                 ready = self._ready
                 if ready:
                     if len(ready) <= max_leases:

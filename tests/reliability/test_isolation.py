@@ -102,7 +102,6 @@ def test_idle_readers_cannot_starve_an_unrelated_connection() -> None:
     an unrelated connection still gets its echo, and the pool keeps buffers for the kernel."""
 
     async def main() -> None:
-        pool_checked: list[int] = []
         async with trio.open_nursery() as n:
             listeners = await n.start(_serve, _stall_or_echo)
             port = listeners[0].socket.getsockname()[1]
@@ -111,31 +110,64 @@ def test_idle_readers_cannot_starve_an_unrelated_connection() -> None:
                 c = await trio_uring.open_tcp_stream("127.0.0.1", port)
                 await c.send_all(b"S")
                 clients.append(c)
+            await trio.testing.wait_all_tasks_blocked()  # every handler waits in its second read
+
             async def trickle(c: UringSocketStream) -> None:
                 # message-sized pieces: each lands in the pool as its own completion
                 for _ in range(210 // 4):
                     await c.send_all(b"x" * (4 * KiB))
                     await trio.sleep(0.002)
 
-            async with trio.open_nursery() as senders:
-                for c in clients:
-                    senders.start_soon(trickle, c)
-                await trio.sleep(1.0)  # the pool would be full of unread data by now
-                with trio.fail_after(10):
-                    async with await trio_uring.open_tcp_stream("127.0.0.1", port) as probe:
-                        await probe.send_all(b"E" + b"ping" * 10)
-                        got = b""
-                        while len(got) < 40:
-                            got += await probe.receive_some()
-                        assert got == b"ping" * 10
-                pool = buffer_pool()
-                pool_checked.append(pool.in_kernel)
-                assert pool.spilled_bytes > 0  # the idle readers' data moved to their own memory
-                senders.cancel_scope.cancel()
+            with trio.fail_after(60):
+                async with trio.open_nursery() as senders:
+                    for c in clients:
+                        senders.start_soon(trickle, c)
+            with trio.fail_after(10):
+                async with await trio_uring.open_tcp_stream("127.0.0.1", port) as probe:
+                    await probe.send_all(b"E" + b"ping" * 10)
+                    got = b""
+                    while len(got) < 40:
+                        got += await probe.receive_some()
+                    assert got == b"ping" * 10
+            pool = buffer_pool()
+            pool.flush()
+            assert pool.in_kernel >= pool.low_water  # idle readers' data went to their own memory
             for c in clients:
                 await c.aclose()
             n.cancel_scope.cancel()
-        assert pool_checked
+
+    trio_uring.run(main)
+
+
+def test_pressure_moves_idle_readers_data_out_of_the_pool() -> None:
+    """16 x 4 KiB buffers, 6 armed connections that never read: once fewer than a quarter
+    of the buffers are left to the kernel, their chunks move to their own memory."""
+
+    async def main() -> None:
+        configure_receive_buffers(entries=16, buf_size=4096)
+        pairs = [uring_pair() for _ in range(6)]
+        for tx, rxs in pairs:
+            await _arm_and_queue(rxs, tx, b"0")
+        pool = buffer_pool()
+        sent = 0
+        with trio.fail_after(10):
+            while pool.spilled_bytes == 0:
+                tx, rxs = pairs[sent % len(pairs)]
+                want = rxs.socket._rx._pending + 3000 if rxs.socket._rx is not None else 3000
+                await tx.send_all(b"y" * 3000)  # one completion each: wait for it to land
+                while rxs.socket._rx is not None and rxs.socket._rx._pending < want:
+                    await trio.sleep(0.001)
+                sent += 1
+        pool.flush()
+        assert pool.in_kernel >= pool.low_water
+        for tx, rxs in pairs:  # and every byte is still there, in order
+            n = sum(1 for k in range(sent) if k % len(pairs) == pairs.index((tx, rxs)))
+            got = b""
+            while len(got) < 3000 * n:
+                got += await rxs.receive_some()
+            assert got == b"y" * 3000 * n
+            await tx.aclose()
+            await rxs.aclose()
 
     trio_uring.run(main)
 
@@ -146,7 +178,8 @@ async def _serve(handler: Any, task_status: Any = trio.TASK_STATUS_IGNORED) -> N
 
 async def _stall_or_echo(stream: UringSocketStream) -> None:
     first = await stream.receive_some(1)
-    if first == b"S":  # an idle reader: holds the connection, never reads again
+    if first == b"S":  # an idle reader: one more read (it arms the receive), then never again
+        await stream.receive_some(1)
         await trio.sleep_forever()
     while data := await stream.receive_some():
         await stream.send_all(data)

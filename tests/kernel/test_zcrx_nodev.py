@@ -182,3 +182,22 @@ def test_bad_refill_entries_are_refused_before_the_kernel() -> None:
                 assert bytes(lease.data) == b"still fine"
 
     trio_uring.run(main)
+
+
+def test_socket_closed_before_its_zero_copy_receive_was_submitted() -> None:
+    """The CQE32 receive op is withdrawn (its SQE becomes a NOP) and completes at once: the
+    receiver ends with ClosedResourceError without waiting for the kernel."""
+
+    async def main() -> None:
+        tx, rxs = tcp_pair()
+        async with tx:
+            t0 = trio.current_time()
+            async with open_zc_receiver(rxs, mode="zcrx-nodev", area_size=1 * MiB) as rx:
+                rx._arm()  # queued, not yet submitted
+                await rxs.aclose()
+                assert rx._op is None
+                with pytest.raises(trio.ClosedResourceError):
+                    await rx.receive()
+            assert trio.current_time() - t0 < 2
+
+    trio_uring.run(main)

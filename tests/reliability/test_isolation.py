@@ -885,3 +885,19 @@ async def _drain_stream(stream: UringSocketStream) -> bytes:
         while data := await stream.receive_some():
             out += data
     return out
+
+
+def test_socket_closed_before_its_receive_was_submitted(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx:
+            t0 = trio.current_time()
+            async with open_zc_receiver(rxs, mode="copy") as rx:
+                rx._arm()  # queued, not yet submitted
+                await rxs.aclose()
+                assert rx._op is None  # withdrawn: completed at once
+                with pytest.raises(trio.ClosedResourceError):
+                    await rx.receive()
+            assert trio.current_time() - t0 < 2
+
+    run(main)

@@ -130,6 +130,14 @@ class RunOwned(Protocol):
     def run_ended(self) -> None: ...
 
 
+def _complete_cancelled(op: Op) -> None:
+    """Deliver a final -ECANCELED to ``op`` the way a CQE would (CQE32 ops included)."""
+    if isinstance(op, BigMultishotOp):
+        op.complete32(-_errno.ECANCELED, 0, 0)
+    else:
+        op.complete(-_errno.ECANCELED, 0)
+
+
 class OpDriver:
     """Submits ops on one ring for one trio run and dispatches their completions."""
 
@@ -315,7 +323,7 @@ class OpDriver:
         ring = self.ring
         if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
             ring.inflight.pop(op.ud, None)
-            op.complete(-_errno.ECANCELED, 0)
+            _complete_cancelled(op)
             return True
         return False
 
@@ -373,7 +381,7 @@ class OpDriver:
                 leftover = list(ring.inflight.values())
                 ring.close()
                 for op in leftover:
-                    op.complete(-_errno.ECANCELED, 0)
+                    _complete_cancelled(op)
         finally:
             error: BaseException | None = None
             for owner in list(self._owned):

@@ -166,6 +166,10 @@ class OpDriver:
         self.thread = threading.get_ident()
         #: Objects holding state of this run, told when it ends (see :class:`RunOwned`).
         self._owned: weakref.WeakSet[RunOwned] = weakref.WeakSet()
+        #: fd -> {user_data: op} for ops on an fd: closing one socket among thousands looks
+        #: at its own ops only. Read only by :meth:`close_fd_ops`, at the moment the number
+        #: still means the socket being closed.
+        self._by_fd: dict[int, dict[int, Op]] = {}
 
     def new_ud(self) -> int:
         return next(self._ids)
@@ -215,6 +219,8 @@ class OpDriver:
                 continue  # cancel requests and ops dropped before submission
             if not fl & CQE_F_MORE:
                 del inflight[ud]
+                if op.fd >= 0:
+                    self._unindex(op)
             try:
                 if op.big and extra is not None:
                     op.complete32(res, fl, extra[2 * i])
@@ -235,6 +241,12 @@ class OpDriver:
         op.slot = prep(*args, op.ud)
         op.gen = self.ring.submit_generation
         self.ring.inflight[op.ud] = op
+        if op.fd >= 0:
+            ops = self._by_fd.get(op.fd)
+            if ops is None:
+                self._by_fd[op.fd] = {op.ud: op}
+            else:
+                ops[op.ud] = op
         if self._on_queued is not None:
             self._on_queued()
         return op
@@ -285,6 +297,7 @@ class OpDriver:
                     return Abort.SUCCEEDED
                 if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
                     del ring.inflight[ud]
+                    self._unindex(op)
                     op.task = None
                     return Abort.SUCCEEDED
                 op.raise_cancel = raise_cancel
@@ -323,9 +336,17 @@ class OpDriver:
         ring = self.ring
         if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
             ring.inflight.pop(op.ud, None)
+            self._unindex(op)
             _complete_cancelled(op)
             return True
         return False
+
+    def _unindex(self, op: Op) -> None:
+        ops = self._by_fd.get(op.fd)
+        if ops is not None:
+            ops.pop(op.ud, None)
+            if not ops:
+                del self._by_fd[op.fd]
 
     def cancel(self, op: Op) -> None:
         """Cancel ``op``: one the kernel has not seen completes at once (in this call),
@@ -348,8 +369,15 @@ class OpDriver:
         if ring.closed:
             return 0
         hit = queued = 0
-        for op in list(ring.inflight.values()):
-            if op.fd == fd and not op.closed:
+        ops = self._by_fd.get(fd)
+        if not ops:
+            return 0
+        inflight = ring.inflight
+        for op in list(ops.values()):
+            if inflight.get(op.ud) is not op:
+                ops.pop(op.ud, None)  # finished by a path that kept no index
+                continue
+            if not op.closed:
                 op.closed = True
                 hit += 1
                 if not self._withdraw(op):

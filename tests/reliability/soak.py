@@ -7,9 +7,8 @@ process every ``interval`` seconds:
 
 - RSS and VmSize (``/proc/self/status``), open fds (``/proc/self/fd``);
 - the run's shared stream buffer pool (``trio_uring._net._rxbuf.buffer_pool()``): ``entries``
-  and ``in_kernel`` (buffers the kernel can receive into). Where ``in_kernel`` does not
-  exist yet it is reported as ``n/a`` and, if the pool's private per-buffer reference counts
-  are there, the number of buffers still referenced by some socket (``pinned``) stands in.
+  and ``in_kernel`` (buffers the kernel can receive into), and ``pinned`` (buffers some
+  socket's unread chunks still reference).
 
 Load (loopback only, 127.0.0.1, one ``trio_uring.serve_tcp`` echo/bulk server, port 0):
 

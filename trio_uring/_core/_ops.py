@@ -120,7 +120,7 @@ def _ignore32(res: int, flags: int, extra: int) -> None:
 
 
 class RunOwned(Protocol):
-    """An object that holds per-run state (an armed op, pool buffers, accepted fds).
+    """An object that holds per-run state (an armed op, pool buffers).
 
     :meth:`OpDriver.close` calls ``run_ended()`` after the ring's last completion was
     dispatched: the object gives back what it holds and turns itself into something a later
@@ -392,8 +392,8 @@ class OpDriver:
 
         Waiters get ``ClosedResourceError``; with ``abandon`` (the run is already over, no
         task can be rescheduled) nobody is woken. Multishot callbacks still see their final
-        completions (data that arrived is kept by its owner, accepted fds are closed), and
-        must not re-arm: :attr:`closed` is already True.
+        completions (data that arrived is kept by its owner), and must not re-arm:
+        :attr:`closed` is already True.
         """
         if self.closed:
             return

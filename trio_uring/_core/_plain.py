@@ -32,9 +32,9 @@ from ._ring import Ring, run_ring_flags
 __all__ = ["current_driver", "driver_or_none", "existing_driver", "note_fallback"]
 
 _DRIVER: RunVar[OpDriver | None] = RunVar("trio_uring_driver", default=None)
-#: Why io_uring cannot be used in this run (a copy without traceback): asked once per run.
 #: Failures that may not last (fds or memory exhausted for a moment): not cached for the run.
 _TRANSIENT = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+#: Why io_uring cannot be used in this run (a copy without traceback): asked once per run.
 _FAILED: RunVar[UringUnavailable | None] = RunVar("trio_uring_unavailable", default=None)
 _WARNED: RunVar[bool] = RunVar("trio_uring_unavailable_warned", default=False)
 #: trio IO managers of runs that fell back from io_uring, with the reason (already warned about).

@@ -929,3 +929,106 @@ def test_closing_a_socket_looks_at_its_own_ops_and_the_index_empties() -> None:
         assert set(driver._by_fd) == own
 
     trio_uring.run(main)
+
+
+# ---- found by the third adversarial pass: other threads, notify_closing ----------------------------------
+
+def test_socket_dropped_in_another_thread_is_handed_back_to_its_run(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        if trio_uring.backend() == "io_uring":
+            await _arm_and_queue(rxs, tx, b"0" * 100)
+        holder = [rxs]
+        del rxs
+        with pytest.warns(ResourceWarning):
+            await trio.to_thread.run_sync(holder.clear)  # the finalizer runs in a worker thread
+            gc.collect()
+        with trio.fail_after(5):
+            assert await tx.receive_some() == b""  # the run stopped its receive and closed it
+        if trio_uring.backend() == "io_uring":
+            pool = buffer_pool()
+            pool.flush()
+            assert sum(pool._refs) == 0
+        await tx.aclose()
+
+    run(main)
+
+
+def test_close_from_a_run_in_another_thread_goes_through_the_owning_run() -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx:
+
+            async def reader() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await rxs.receive_some()
+
+            async with trio.open_nursery() as n:
+                n.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()
+
+                async def close_it() -> None:
+                    rxs.socket.close()
+                    assert rxs.socket.fileno() == -1  # closed for this caller at once
+
+                await trio.to_thread.run_sync(trio_uring.run, close_it)
+            with trio.fail_after(5):
+                assert await tx.receive_some() == b""
+
+    trio_uring.run(main)
+
+
+def test_queued_data_is_not_taken_by_a_run_in_another_thread() -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx, rxs:
+            await _arm_and_queue(rxs, tx, b"0123456789")
+
+            async def other() -> None:
+                with pytest.raises(trio.BusyResourceError, match="another thread"):
+                    await rxs.socket.recv(4)
+                with pytest.raises(trio.BusyResourceError, match="another thread"):
+                    await rxs.socket.recv_into(bytearray(4))
+
+            await trio.to_thread.run_sync(trio.run, other)
+            assert await rxs.receive_some() == b"123456789"  # untouched
+
+    trio_uring.run(main)
+
+
+def test_notify_closing_wakes_a_stream_receive(run: Runner) -> None:
+    async def main() -> None:
+        tx, rxs = uring_pair()
+        async with tx:
+            async with trio.open_nursery() as n:
+
+                async def reader() -> None:
+                    with pytest.raises(trio.ClosedResourceError):
+                        await rxs.socket.recv(10)
+
+                n.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()
+                with trio.fail_after(5):
+                    trio.lowlevel.notify_closing(rxs.socket)
+            rxs.socket.close()
+
+    run(main)
+
+
+def test_lowlevel_close_wakes_trios_own_waiters(run: Runner) -> None:
+    async def main() -> None:
+        a, b = stdsocket.socketpair()
+        with b:
+            fd = a.detach()
+            async with trio.open_nursery() as n:
+
+                async def waiter() -> None:
+                    with pytest.raises(trio.ClosedResourceError, match="another task closed this fd"):
+                        await trio.lowlevel.wait_readable(fd)
+
+                n.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                with trio.fail_after(5):
+                    await trio_uring.lowlevel.close(fd)
+
+    run(main)

@@ -116,8 +116,9 @@ class _PollWait(Op):
         self.task = None
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
-        if res in _CANCELLED:  # only the run's shutdown cancels a poll someone still waits on
-            reschedule(task, outcome.Error(trio.ClosedResourceError("the run's io_uring ring was closed")))
+        if res in _CANCELLED:  # the fd was closed, or the run's ring (its shutdown)
+            msg = "another task closed this fd" if self.closed else "the run's io_uring ring was closed"
+            reschedule(task, outcome.Error(trio.ClosedResourceError(msg)))
         elif res < 0:
             reschedule(task, outcome.Error(OSError(-res, os.strerror(-res))))
         else:

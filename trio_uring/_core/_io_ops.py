@@ -146,6 +146,7 @@ async def close(fd: int) -> None:
             os.close(n)
         await cancel_shielded_checkpoint()
         return
+    trio.lowlevel.notify_closing(n)  # trio's own waiters on the fd (wait_readable...) too
     d.close_fd_ops(n)
     try:
         await d.perform("close", d.ring.prep_close, n)

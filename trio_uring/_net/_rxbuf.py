@@ -167,6 +167,11 @@ class BufferPool:
                 rx.arm()
 
 
+def _other_run() -> None:
+    raise trio.BusyResourceError(
+        "this socket is in use by a trio run in another thread; a socket belongs to one run at a time")
+
+
 class StreamReceiver:
     """The receive side of one stream socket: a multishot recv and its queued data.
 
@@ -176,8 +181,8 @@ class StreamReceiver:
     """
 
     __slots__ = (
-        "__weakref__", "_chunks", "_eof", "_error", "_fd", "_op", "_pending", "_pool", "_spill",
-        "_stopping", "_waiter", "bulk", "closed", "detached", "max_pending",
+        "__weakref__", "_chunks", "_eof", "_error", "_fd", "_fd_closed", "_op", "_pending", "_pool",
+        "_spill", "_stopping", "_waiter", "bulk", "closed", "detached", "max_pending", "thread", "token",
     )
 
     def __init__(self, fd: int, max_pending: int = DEFAULT_MAX_PENDING,
@@ -192,8 +197,14 @@ class StreamReceiver:
         self._eof = False
         self._error: OSError | None = None
         self.closed = False
+        #: Someone announced the fd's close (``notify_closing``, ``close_fd_ops``): a waiter
+        #: raises ClosedResourceError and nothing re-arms on that fd number.
+        self._fd_closed = False
         #: The run this receiver belonged to ended: the socket makes a new one.
         self.detached = False
+        #: The run's thread and token: another thread hands its work over through the token.
+        self.thread = threading.get_ident()
+        self.token = trio.lowlevel.current_trio_token()
         self.max_pending = max_pending
         self._stopping = False  # a cancel of ``_op`` is on its way
         #: Nonzero: read with plain ``recv`` (see the module docstring); counts down on
@@ -208,7 +219,7 @@ class StreamReceiver:
     # ---- kernel side ------------------------------------------------------------------------
     def arm(self) -> None:
         if (self._op is not None or self._eof or self._error is not None or self.closed
-                or self._pending > self.max_pending):
+                or self._fd_closed or self._pending > self.max_pending):
             return
         pool = self._pool
         if pool.driver.closed:
@@ -235,7 +246,11 @@ class StreamReceiver:
                     elif self._pending > self.max_pending:
                         self._stop()  # backpressure: stop until drained
         if not flags & CQE_F_MORE:
-            self._op = None
+            op, self._op = self._op, None
+            if res == -_errno.ECANCELED and op is not None and op.closed:
+                self._fd_closed = True  # closed behind the socket's back: wake, never re-arm
+                self._waiter.wake()
+                return
             if res == 0:
                 self._eof = True
             elif res == -_errno.ENOBUFS:
@@ -293,14 +308,15 @@ class StreamReceiver:
 
     async def wait(self) -> None:
         """Park until data, EOF or an error is there. Cancellation has no effect on data."""
-        if self._pool.driver.thread != threading.get_ident():
-            raise trio.BusyResourceError("this socket is in use by a trio run in another thread; "
-                                         "a socket belongs to one run at a time")
+        if self.thread != threading.get_ident():
+            _other_run()
         self.arm()
         if self.ready:
             return
+        if self._fd_closed:
+            raise trio.ClosedResourceError("another task closed this fd")
         await self._waiter.park()
-        if self.closed:
+        if self.closed or self._fd_closed:
             raise trio.ClosedResourceError("another task closed this socket")
 
     def _raise_error(self) -> None:

@@ -96,16 +96,18 @@ class UringSocket(trio.socket.SocketType):
         # even when a reference cycle had the inner socket finalized (and its fd closed)
         # first — and warn last, since a warning can raise (``-W error``).
         rx = getattr(self, "_rx", None)
-        if rx is not None and not rx.closed:
-            driver = rx._pool.driver
-            if not driver.closed and driver.thread == threading.get_ident():
+        sock = getattr(self, "_sock", None)
+        text = f"unclosed {self!r}" if sock is not None and sock.fileno() != -1 else ""
+        if rx is not None and not rx.closed and not rx._pool.driver.closed:
+            if rx.thread == threading.get_ident():
                 # before the next enter, never in the middle of one: an SQE still queued on
                 # the fd becomes a NOP before the (now free) fd number can reach the kernel
-                driver.soon(rx.close)
-        sock = getattr(self, "_sock", None)
+                rx._pool.driver.soon(rx.close)
+            elif _hand_to_run(rx, sock):
+                sock = None  # the run closes it, after its receive op is gone
         if sock is not None and sock.fileno() != -1:
-            text = f"unclosed {self!r}"
             sock.close()
+        if text:
             warnings.warn(text, ResourceWarning, stacklevel=1, source=self)
 
     # ---- plain forwarding -----------------------------------------------------------------
@@ -113,6 +115,8 @@ class UringSocket(trio.socket.SocketType):
         """Give up the fd. Refused while received bytes wait in user memory: the fd's new
         owner could never read them (read them first, e.g. until ``recv`` would block)."""
         rx = self._rx
+        if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
+            _check_thread(rx._pool.driver)
         if rx is not None and not rx.closed and rx.ready and (rx._chunks or rx._spill):
             raise trio.BusyResourceError(
                 f"{rx._pending} received bytes are queued in user memory and would be lost with "
@@ -195,15 +199,29 @@ class UringSocket(trio.socket.SocketType):
         if flag in (_stdlib.SHUT_WR, _stdlib.SHUT_RDWR):
             self._did_shutdown_SHUT_WR = True
 
-    def _stop_io(self) -> None:
-        """Cancel our kernel ops, return buffers, wake our waiters (ClosedResourceError)."""
+    def _stop_io(self) -> bool:
+        """Cancel our kernel ops, return buffers, wake our waiters (ClosedResourceError).
+
+        False when the receive side belongs to a live run in another thread: that run was
+        handed the socket (it closes it after its receive op is gone).
+        """
         zc, self._zc = self._zc, None
         if zc is not None:
             zc._socket_closed()
         rx, self._rx = self._rx, None
         if rx is not None:
+            if rx.thread != threading.get_ident() and not rx._pool.driver.closed:
+                sock, placeholder = self._sock, _closed_like(self._sock)
+                if _hand_to_run(rx, sock):
+                    self._notify_closing(sock.fileno())  # this thread's run, if any
+                    self._sock = placeholder
+                    return False
             rx.close()
-        fd = self._sock.fileno()
+        self._notify_closing(self._sock.fileno())
+        return True
+
+    @staticmethod
+    def _notify_closing(fd: int) -> None:
         if fd >= 0:
             with contextlib.suppress(RuntimeError):  # outside a run nothing can be waiting
                 trio.lowlevel.notify_closing(fd)
@@ -213,8 +231,7 @@ class UringSocket(trio.socket.SocketType):
                     driver.close_fd_ops(fd)
 
     def close(self) -> None:
-        if self._sock.fileno() != -1:
-            self._stop_io()
+        if self._sock.fileno() != -1 and self._stop_io():
             self._sock.close()
 
     # ---- address handling ------------------------------------------------------------------
@@ -358,6 +375,8 @@ class UringSocket(trio.socket.SocketType):
     def _receiver(self) -> StreamReceiver | None:
         """The stream's receiver in this run (None where io_uring is unavailable)."""
         rx = self._rx
+        if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
+            _check_thread(rx._pool.driver)  # a live run in another thread owns it
         if rx is None or rx.detached:
             fd = self._sock.fileno()
             if fd == -1:
@@ -397,7 +416,7 @@ class UringSocket(trio.socket.SocketType):
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             rx = self._rx
-            if rx is None or rx.detached:
+            if rx is None or rx.detached or rx.thread != threading.get_ident():
                 rx = self._receiver()
                 if rx is None:
                     carried = self._carried(buflen)
@@ -490,7 +509,7 @@ class UringSocket(trio.socket.SocketType):
                 return len(data)
             await trio.lowlevel.checkpoint_if_cancelled()
             rx = self._rx
-            if rx is None or rx.detached:
+            if rx is None or rx.detached or rx.thread != threading.get_ident():
                 rx = self._receiver()
                 if rx is None:
                     carried = self._carried(len(view))
@@ -622,6 +641,31 @@ class UringSocket(trio.socket.SocketType):
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
+
+
+def _closed_like(sock: _stdlib.socket) -> _stdlib.socket:
+    """A closed socket of the same kind: what a UringSocket holds once its fd was handed away."""
+    placeholder = _stdlib.socket(sock.family, sock.type, sock.proto)
+    placeholder.close()
+    return placeholder
+
+
+def _hand_to_run(rx: StreamReceiver, sock: _stdlib.socket | None) -> bool:
+    """Have the run that owns ``rx`` (in another thread) stop it and then close ``sock``.
+
+    Its ring takes SQEs from its own thread only, and its waiting task can be woken only
+    there. False if that run has ended (the caller closes the socket itself).
+    """
+    def stop() -> None:
+        rx.close()
+        if sock is not None:
+            sock.close()
+
+    try:
+        rx.token.run_sync_soon(stop)
+    except trio.RunFinishedError:
+        return False
+    return True
 
 
 def _check_thread(driver: OpDriver) -> None:

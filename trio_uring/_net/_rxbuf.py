@@ -150,8 +150,8 @@ class BufferPool:
         Under pressure, first spill the chunks of receivers nobody is waiting on, so their
         buffers go back in the same call.
         """
-        if self.bufs.closed:
-            return
+        if (not self._recycle and not self.holders) or self.bufs.closed:
+            return  # the common pass: nothing to give back, nobody to spill
         if self.holders and self.pressure:
             for rx in list(self.holders):
                 if rx._waiter.task is None:  # a waiting consumer takes its chunks this pass

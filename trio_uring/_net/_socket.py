@@ -342,29 +342,27 @@ class UringSocket(trio.socket.SocketType):
             raise OSError(err, f"Error connecting to {address!r}: {os.strerror(err)}")
 
     async def accept(self) -> tuple[UringSocket, Any]:
-        """Try-then-wait: the non-blocking syscall, and when no connection is pending an
-        io_uring ``ACCEPT`` for exactly this call. Nothing is accepted ahead of a caller, so
-        connections nobody asked for stay in the kernel's backlog, not in our fd table; a
-        cancelled wait that lost the race to a connection still returns it (the cancel
-        lands at the caller's next checkpoint)."""
+        """One io_uring ``ACCEPT`` for exactly this call: it completes at submission when a
+        connection is pending (one scheduler pass, like trio's try-the-syscall path, without
+        the failed syscall when none is) and waits in the kernel otherwise.
+
+        Nothing is accepted ahead of a caller, so connections nobody asked for stay in the
+        kernel's backlog, not in our fd table; a cancelled wait that lost the race to a
+        connection still returns it (the cancel lands at the caller's next checkpoint).
+        """
         with self._accept_conflict:
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                fd, addr = self._sock._accept()  # type: ignore[attr-defined]
-            except BlockingIOError:
-                pass
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return UringSocket(_stdlib.socket(self.family, self.type, self.proto, fileno=fd)), addr
             d = self._run_driver()
             if d is None:
                 sock, addr = await self._nonblocking(self._sock.accept, self._wait_readable)
                 return UringSocket(sock), addr
             lfd = self._sock.fileno()
+            if lfd == -1:
+                raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
             res = await d.start(d.ring.prep_accept, lfd, fd=lfd)
         if res < 0:
             raise OSError(-res, os.strerror(-res))
-        sock = _stdlib.socket(self.family, self.type, self.proto, fileno=res)
+        sock = _stdlib.socket(self._sock.family, self._sock.type, self._sock.proto, fileno=res)
         try:
             addr = sock.getpeername()
         except OSError:

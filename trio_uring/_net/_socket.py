@@ -24,10 +24,12 @@ import select
 import socket as _stdlib
 import threading
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
+import trio._socket
+from trio.lowlevel import RunVar
 
 from .._core._ops import OpDriver
 from .._core._plain import driver_or_none, existing_driver
@@ -37,8 +39,8 @@ from .._native import ffi
 from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
 
 __all__ = [
-    "UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "socket",
-    "socketpair",
+    "UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "route_all_sockets",
+    "socket", "socketpair",
 ]
 
 T = TypeVar("T")
@@ -678,19 +680,86 @@ class UringSocketFactory(trio.abc.SocketFactory):
                       _stdlib.SOCK_STREAM if type is None else type, proto)
 
 
+#: Families a UringSocket handles; trio keeps its own sockets for the rest (netlink, packet...).
+_FAMILIES = frozenset({_stdlib.AF_INET, _stdlib.AF_INET6, _stdlib.AF_UNIX})
+#: trio's own ``from_stdlib_socket``, kept while the hook below stands in for it.
+_TRIO_FROM_STDLIB = trio.socket.from_stdlib_socket
+#: Set by ``install_socket_factory`` for its run: wrapped stdlib sockets become UringSockets too.
+_ROUTED: RunVar[bool] = RunVar("trio_uring_routed", default=False)
+
+
+class _Routing:
+    """Who needs the hook: runs with a factory (``users``), and process-wide routing
+    (``everywhere``: ``route_all_sockets``, used by the pytest plugin and ``TRIO_URING=1``)."""
+
+    lock = threading.Lock()
+    users = 0
+    everywhere = 0
+
+
+
+
+def _from_stdlib_socket_hook(sock: _stdlib.socket) -> trio.socket.SocketType:
+    """trio's ``from_stdlib_socket`` while a factory is installed: libraries that bind their own
+    listeners (hypercorn, anyio) hand trio a stdlib socket, which never meets the socket factory."""
+    if type(sock) is _stdlib.socket and sock.family in _FAMILIES and (_Routing.everywhere or _routed()):
+        return UringSocket(sock)
+    return _TRIO_FROM_STDLIB(sock)
+
+
+def _routed() -> bool:
+    try:
+        return _ROUTED.get()
+    except RuntimeError:  # outside a run
+        return False
+
+
+def _hook(delta: int) -> None:
+    """Count users of the hook; it stands in ``trio.socket`` (and in ``trio._socket``, whose
+    ``socket``, ``socketpair`` and ``fromfd`` call it) while anyone uses it."""
+    with _Routing.lock:
+        _Routing.users += delta
+        fn = _from_stdlib_socket_hook if _Routing.users else _TRIO_FROM_STDLIB
+        trio.socket.from_stdlib_socket = fn
+        trio._socket.from_stdlib_socket = fn
+
+
+@contextlib.contextmanager
+def route_all_sockets() -> Iterator[None]:
+    """Process-wide while active: every socket trio creates or wraps, in every run, is a UringSocket."""
+    _hook(1)
+    with _Routing.lock:
+        _Routing.everywhere += 1
+    try:
+        yield
+    finally:
+        with _Routing.lock:
+            _Routing.everywhere -= 1
+        _hook(-1)
+
+
 class install_socket_factory:
     """For this run, make trio create io_uring sockets (``open_tcp_stream``, ``serve_tcp``...).
 
-    Takes effect at the call and lasts for the rest of the run; used as a context manager,
-    the previous factory comes back on exit.
+    Stdlib sockets handed to ``trio.socket.from_stdlib_socket`` (hypercorn's and anyio's
+    listeners) become io_uring sockets too. Takes effect at the call and lasts for the rest
+    of the run; used as a context manager, the previous factory comes back on exit.
     """
 
     def __init__(self) -> None:
         self.factory = UringSocketFactory()
         self._previous = trio.socket.set_custom_socket_factory(self.factory)
+        self._token = _ROUTED.set(True)
+        self._hooked = True
+        _hook(1)  # inert outside runs that installed a factory; dropped by __exit__
 
     def __enter__(self) -> UringSocketFactory:
         return self.factory
 
     def __exit__(self, *exc: object) -> None:
         trio.socket.set_custom_socket_factory(self._previous)
+        with contextlib.suppress(ValueError, RuntimeError):  # reset in another run / context
+            _ROUTED.reset(self._token)
+        if self._hooked:
+            self._hooked = False
+            _hook(-1)

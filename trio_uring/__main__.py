@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
 from ._core._probe import ProbeReport, probe
 from .zerocopy._doctor import check_interface
 
@@ -21,6 +22,7 @@ def _modes(report: ProbeReport, interface: str | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trio_uring")
+    parser.add_argument("--version", action="version", version=f"trio-uring {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     doc = sub.add_parser("doctor", help="report io_uring and zero-copy receive capabilities")
     doc.add_argument("--interface", help="also check this NIC for zero-copy receive (read-only)")

@@ -171,4 +171,4 @@ def test_fallback_where_io_uring_is_refused_warns_once(tmp_path: Path) -> None:
 def test_without_fallback_a_refused_io_uring_fails_the_test_with_the_reason(tmp_path: Path) -> None:
     code, out = _seccomp_suite(tmp_path, "--trio-uring")
     assert code == 1, out
-    assert "UringUnavailable" in out and "seccomp" in out.lower(), out
+    assert "UringUnavailable" in out and "seccomp" in out.lower() and "To fix:" in out, out

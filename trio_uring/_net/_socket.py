@@ -31,6 +31,7 @@ import trio
 import trio._socket
 from trio.lowlevel import RunVar
 
+from .._core._counters import COUNTERS
 from .._core._ops import OpDriver
 from .._core._plain import driver_or_none, existing_driver
 from .._core._ring import readable_cbuf
@@ -91,6 +92,7 @@ class UringSocket(trio.socket.SocketType):
         self._accept_conflict = _Conflict("another task is already accepting on this socket")
         self._is_stream = sock.type == _stdlib.SOCK_STREAM
         self._driver: OpDriver | None = None
+        COUNTERS.sockets_opened += 1
 
     def __del__(self) -> None:
         # A socket dropped without close(): its armed ops would keep the connection open
@@ -108,6 +110,7 @@ class UringSocket(trio.socket.SocketType):
         if sock is not None and sock.fileno() != -1:
             text = f"unclosed {self!r}"
             sock.close()
+            COUNTERS.sockets_closed += 1
             warnings.warn(text, ResourceWarning, stacklevel=1, source=self)
 
     # ---- plain forwarding -----------------------------------------------------------------
@@ -120,7 +123,10 @@ class UringSocket(trio.socket.SocketType):
                 f"{rx._pending} received bytes are queued in user memory and would be lost with "
                 "detach(): receive them first")
         self._stop_io()
-        return self._sock.detach()
+        fd = self._sock.detach()
+        if fd != -1:
+            COUNTERS.sockets_closed += 1  # no longer ours
+        return fd
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -218,6 +224,7 @@ class UringSocket(trio.socket.SocketType):
         if self._sock.fileno() != -1:
             self._stop_io()
             self._sock.close()
+            COUNTERS.sockets_closed += 1
 
     # ---- address handling ------------------------------------------------------------------
     async def _resolve(self, address: Any, *, local: bool) -> Any:
@@ -417,7 +424,9 @@ class UringSocket(trio.socket.SocketType):
                     if data is not None:
                         return data
                 await rx.wait()  # arms the multishot recv
-            return rx.take(buflen) if buflen else b""
+            data = rx.take(buflen) if buflen else b""
+            COUNTERS.bytes_multishot += len(data)
+            return data
         finally:
             conflict._held = False
 
@@ -429,13 +438,16 @@ class UringSocket(trio.socket.SocketType):
             pass
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+            COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
             return result
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             try:
-                return read()
+                result = read()
             except BlockingIOError:
-                pass
+                continue
+            COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
+            return result
 
     async def _recv_flags(self, buflen: int, flags: int) -> bytes:
         """``recv`` with flags on a stream: ``MSG_PEEK``, ``MSG_WAITALL`` and ``MSG_DONTWAIT``
@@ -509,7 +521,9 @@ class UringSocket(trio.socket.SocketType):
                     if n is not None:
                         return n
                 await rx.wait()  # arms the multishot recv
-            return rx.take_into(view) if len(view) else 0
+            n = rx.take_into(view) if len(view) else 0
+            COUNTERS.bytes_multishot += n
+            return n
 
     async def _recv_direct(self, rx: StreamReceiver, read: Callable[[], R]) -> R | None:
         """Read with the syscall while no recv op is armed (see ``StreamReceiver.idle``).
@@ -535,7 +549,9 @@ class UringSocket(trio.socket.SocketType):
                     return None
                 waited = True  # that wait was a schedule point: no checkpoint needed after it
                 continue
-            if (result if isinstance(result, int) else len(result)) >= BULK_CHUNK:
+            n = result if isinstance(result, int) else len(result)
+            COUNTERS.bytes_plain_recv += n
+            if n >= BULK_CHUNK:
                 rx.bulk = BULK_PATIENCE
             elif rx.bulk:
                 rx.bulk -= 1  # enough small reads in a row: back to the multishot op

@@ -13,7 +13,7 @@ TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
 	trio._tests.test_highlevel_open_tcp_listeners trio._tests.test_signals \
 	trio._tests.test_subprocess trio._tests.test_threads
 
-$(STAMP): pyproject.toml setup.py $(wildcard _native/*)
+$(STAMP): pyproject.toml setup.py trio_uring.pth $(wildcard _native/*)
 	PY=$(PY) scripts/ensure-system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

@@ -78,3 +78,25 @@ def test_the_pth_hook_is_installed_and_inert_without_the_variable() -> None:
     out = subprocess.run([sys.executable, "-c", "import sys; print('trio_uring' in sys.modules)"],
                          capture_output=True, text=True, env=env, check=True, timeout=60).stdout
     assert out.strip() == "False"  # nothing imported at interpreter start unless asked
+
+
+@pytest.mark.parametrize("value", ["0", "off", ""])
+def test_the_pth_hook_stays_out_when_switched_off(value: str) -> None:
+    env = {**os.environ, "TRIO_URING": value}
+    out = subprocess.run([sys.executable, "-c", "import sys; print('trio_uring' in sys.modules)"],
+                         capture_output=True, text=True, env=env, check=True, timeout=60)
+    assert out.stdout.strip() == "False" and not out.stderr
+
+
+def test_the_env_switch_installs_io_uring_for_plain_trio_runs() -> None:
+    code = ("import trio, trio_uring\n"
+            "async def main():\n"
+            "    s = trio.socket.socket(); s.close()\n"
+            "    print(trio_uring.backend(), type(s).__name__)\n"
+            "trio.run(main)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         env={**os.environ, "TRIO_URING": "1"})
+    assert out.stdout.split() == ["io_uring", "UringSocket"]
+    bad = subprocess.run([sys.executable, "-c", "pass"], capture_output=True, text=True, check=True,
+                         timeout=60, env={**os.environ, "TRIO_URING": "maybe"})
+    assert "ignoring TRIO_URING='maybe'" in bad.stderr

@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean test-asan soak
+.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean test-asan soak \
+	dist-check
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -12,7 +13,7 @@ TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
 	trio._tests.test_highlevel_open_tcp_listeners trio._tests.test_signals \
 	trio._tests.test_subprocess trio._tests.test_threads
 
-$(STAMP): pyproject.toml setup.py $(wildcard _native/*)
+$(STAMP): pyproject.toml setup.py trio_uring.pth $(wildcard _native/*)
 	PY=$(PY) scripts/ensure-system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -31,7 +32,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench.py --update-readme
 
 lint: setup
-	$(BIN)/ruff check trio_uring tests examples benchmarks _native/build.py
+	$(BIN)/ruff check trio_uring tests examples benchmarks _native/build.py setup.py
 
 typecheck: setup
 	$(BIN)/mypy
@@ -68,7 +69,12 @@ kernel-lane: setup
 			$(KERNEL_LANE_TESTS); \
 	fi
 
-test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane
+# The release artifacts: python -m build makes an sdist and an abi3 wheel; the sdist installs into
+# a new venv outside the repo, runs the doctor and an echo over io_uring (scripts/dist-check).
+dist-check: setup
+	PY=$(PY) PYBIN=$(BIN)/python scripts/dist-check
+
+test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane dist-check
 
 # The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
 # is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.
@@ -85,4 +91,4 @@ soak: setup
 	$(BIN)/python tests/reliability/soak.py --seconds $(SOAK_SECONDS) --json build/soak.json
 
 clean:
-	rm -rf $(VENV) $(VENV_OLD) build *.egg-info trio_uring/_native*.so trio_uring/_native.c
+	rm -rf $(VENV) $(VENV_OLD) build dist *.egg-info trio_uring/_native*.so trio_uring/_native.c

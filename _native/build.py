@@ -7,7 +7,12 @@ retyped here.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cffi
 
@@ -58,6 +63,53 @@ ffibuilder.set_source(
     libraries=["uring"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
+
+#: The one line a build without liburing's headers stops with.
+MISSING_LIBURING = (
+    "trio-uring needs liburing's headers (liburing.h) to build its native module: install "
+    "liburing-dev (Debian/Ubuntu) or liburing-devel (Fedora), then retry"
+)
+MISSING_COMPILER = (
+    "trio-uring builds a C extension and found no working C compiler: install gcc "
+    "(Debian/Ubuntu: build-essential and python3-dev; Fedora: gcc and python3-devel), then retry"
+)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the compiler's own output during a probe: its error is not the user's."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _compiles(compiler: Any, source: str, include_dirs: list[str]) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "probe.c")
+        path.write_text(source)
+        try:
+            with _quiet_stderr():
+                compiler.compile([str(path)], output_dir=tmp, include_dirs=include_dirs)
+        except Exception:
+            return False
+    return True
+
+
+def check_build_deps(compiler: Any, include_dirs: list[str] | None = None,
+                     header: str = "liburing.h") -> None:
+    """Stop the build with one actionable line, before gcc's own errors, when a compiler or
+    liburing's headers are missing. ``compiler`` is setuptools' ``build_ext.compiler``."""
+    dirs = list(include_dirs or [])
+    if not _compiles(compiler, "int main(void) { return 0; }\n", dirs):
+        raise SystemExit(f"error: {MISSING_COMPILER}")
+    if not _compiles(compiler, f"#include <{header}>\nint main(void) {{ return 0; }}\n", dirs):
+        raise SystemExit(f"error: {MISSING_LIBURING}")
+
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

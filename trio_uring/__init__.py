@@ -15,6 +15,7 @@ from ._net._stream import (
     open_tcp_stream,
     serve_tcp,
 )
+from ._stats import Statistics, statistics
 from .zerocopy._receiver import Lease, ReceiverStatistics, ZeroCopyReceiver, open_zc_receiver
 from .zerocopy._zcrx import ZeroCopyUnavailable
 
@@ -22,6 +23,7 @@ __all__ = [
     "Lease", "ReceiverStatistics", "ZeroCopyReceiver", "ZeroCopyUnavailable", "open_zc_receiver",
     "ProbeReport", "RingClosedError", "UringSocketListener", "UringSocketStream", "UringUnavailable",
     "backend", "install_socket_factory", "lowlevel", "open_tcp_listeners", "open_tcp_stream", "probe",
-    "run", "serve_tcp", "socket",
+    "Statistics", "run", "serve_tcp", "socket", "statistics",
 ]
+#: The one place the version is written (pyproject.toml reads it from here).
 __version__ = "0.1.0"

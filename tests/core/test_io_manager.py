@@ -20,7 +20,7 @@ import trio_uring
 import trio_uring._core._run as tu_run
 from tests._subproc import run_python
 from trio_uring import lowlevel as ll
-from trio_uring._core import _io_manager
+from trio_uring._core import _compat, _io_manager
 
 
 def stats() -> Any:
@@ -226,11 +226,25 @@ def test_guest_mode_on_uring_io_manager() -> None:
     assert foreign_waits, "the worker-thread wait path was not used"
 
 
-def test_untested_trio_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    for version in ("0.29.0", "0.36.0", "1.0.0"):
+def test_trio_older_than_the_tested_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for version in ("0.29.0", "0.1.0"):
         monkeypatch.setattr(trio, "__version__", version)
-        with pytest.raises(RuntimeError, match=f"this is trio {version}"):
+        with pytest.raises(RuntimeError, match=f"needs trio >= 0.30; this is trio {version}"):
             trio_uring.run(trio.sleep, 0)
+
+
+def test_trio_newer_than_the_tested_range_warns_once_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compat, "_warned", set())
+    for version in ("0.36.0", "1.0.0"):
+        monkeypatch.setattr(trio, "__version__", version)
+        with pytest.warns(RuntimeWarning, match=f"this is trio {version}, running anyway"):
+            trio_uring.run(trio.sleep, 0)
+        trio_uring.run(trio.sleep, 0)  # once per version: no second warning (filterwarnings=error)
+        with trio_uring.lowlevel.install_io_manager():
+            pass
+    _compat._warned.clear()
+    with pytest.warns(RuntimeWarning, match="running anyway"), trio_uring.lowlevel.install_io_manager():
+        trio.run(trio.sleep, 0)
 
 
 def test_no_fds_left_after_runs(no_fd_leak: None) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import trio
 
 #: Inclusive (major, minor) range whose run loop, IO-manager protocol and generated
 #: ``wait_*`` wrappers the suite (ours and trio's own IO tests) has been run against.
 TESTED_TRIO = ((0, 30), (0, 35))
+_warned: set[str] = set()
 
 
 def trio_version() -> tuple[int, int]:
@@ -19,11 +21,19 @@ def trio_version() -> tuple[int, int]:
 
 
 def check_trio_version() -> None:
-    """Refuse an untested trio rather than misbehave inside its run loop."""
+    """Refuse a trio older than the tested range (it lacks what the IO manager needs); warn
+    once, and go on, for a newer one: a new trio release should not break working programs."""
     lo, hi = TESTED_TRIO
-    if not lo <= trio_version() <= hi:
+    version = trio_version()
+    if version < lo:
         raise RuntimeError(
-            f"trio_uring.run supports trio {lo[0]}.{lo[1]} to {hi[0]}.{hi[1]}; this is trio "
-            f"{trio.__version__}. Install a supported trio, or use plain trio.run: the io_uring "
-            "sockets and ops work there through public trio API only."
+            f"trio_uring.run needs trio >= {lo[0]}.{lo[1]}; this is trio {trio.__version__}. "
+            f"Upgrade trio (pip install -U trio), or use plain trio.run: the io_uring sockets and "
+            "ops work there through public trio API only."
         )
+    if version > hi and trio.__version__ not in _warned:
+        _warned.add(trio.__version__)
+        warnings.warn(
+            f"trio_uring.run is tested with trio {lo[0]}.{lo[1]} to {hi[0]}.{hi[1]}; this is trio "
+            f"{trio.__version__}, running anyway. If something misbehaves, report it and pin "
+            f"trio<{hi[0]}.{hi[1] + 1} meanwhile.", RuntimeWarning, stacklevel=3)

@@ -24,11 +24,14 @@ import select
 import socket as _stdlib
 import threading
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
+import trio._socket
+from trio.lowlevel import RunVar
 
+from .._core._counters import COUNTERS
 from .._core._ops import OpDriver
 from .._core._plain import driver_or_none, existing_driver
 from .._core._ring import readable_cbuf
@@ -37,8 +40,8 @@ from .._native import ffi
 from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
 
 __all__ = [
-    "UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "socket",
-    "socketpair",
+    "UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "route_all_sockets",
+    "socket", "socketpair",
 ]
 
 T = TypeVar("T")
@@ -89,6 +92,7 @@ class UringSocket(trio.socket.SocketType):
         self._accept_conflict = _Conflict("another task is already accepting on this socket")
         self._is_stream = sock.type == _stdlib.SOCK_STREAM
         self._driver: OpDriver | None = None
+        COUNTERS.sockets_opened += 1
 
     def __del__(self) -> None:
         # A socket dropped without close(): its armed ops would keep the connection open
@@ -108,6 +112,7 @@ class UringSocket(trio.socket.SocketType):
         if sock is not None and sock.fileno() != -1:
             sock.close()
         if text:
+            COUNTERS.sockets_closed += 1
             warnings.warn(text, ResourceWarning, stacklevel=1, source=self)
 
     # ---- plain forwarding -----------------------------------------------------------------
@@ -122,7 +127,10 @@ class UringSocket(trio.socket.SocketType):
                 f"{rx._pending} received bytes are queued in user memory and would be lost with "
                 "detach(): receive them first")
         self._stop_io()
-        return self._sock.detach()
+        fd = self._sock.detach()
+        if fd != -1:
+            COUNTERS.sockets_closed += 1  # no longer ours
+        return fd
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -231,8 +239,10 @@ class UringSocket(trio.socket.SocketType):
                     driver.close_fd_ops(fd)
 
     def close(self) -> None:
-        if self._sock.fileno() != -1 and self._stop_io():
-            self._sock.close()
+        if self._sock.fileno() != -1:
+            COUNTERS.sockets_closed += 1
+            if self._stop_io():  # else the run owning its receive closes it
+                self._sock.close()
 
     # ---- address handling ------------------------------------------------------------------
     async def _resolve(self, address: Any, *, local: bool) -> Any:
@@ -432,7 +442,9 @@ class UringSocket(trio.socket.SocketType):
                     if data is not None:
                         return data
                 await rx.wait()  # arms the multishot recv
-            return rx.take(buflen) if buflen else b""
+            data = rx.take(buflen) if buflen else b""
+            COUNTERS.bytes_multishot += len(data)
+            return data
         finally:
             conflict._held = False
 
@@ -444,13 +456,16 @@ class UringSocket(trio.socket.SocketType):
             pass
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+            COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
             return result
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             try:
-                return read()
+                result = read()
             except BlockingIOError:
-                pass
+                continue
+            COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
+            return result
 
     async def _recv_flags(self, buflen: int, flags: int) -> bytes:
         """``recv`` with flags on a stream: ``MSG_PEEK``, ``MSG_WAITALL`` and ``MSG_DONTWAIT``
@@ -524,7 +539,9 @@ class UringSocket(trio.socket.SocketType):
                     if n is not None:
                         return n
                 await rx.wait()  # arms the multishot recv
-            return rx.take_into(view) if len(view) else 0
+            n = rx.take_into(view) if len(view) else 0
+            COUNTERS.bytes_multishot += n
+            return n
 
     async def _recv_direct(self, rx: StreamReceiver, read: Callable[[], R]) -> R | None:
         """Read with the syscall while no recv op is armed (see ``StreamReceiver.idle``).
@@ -550,7 +567,9 @@ class UringSocket(trio.socket.SocketType):
                     return None
                 waited = True  # that wait was a schedule point: no checkpoint needed after it
                 continue
-            if (result if isinstance(result, int) else len(result)) >= BULK_CHUNK:
+            n = result if isinstance(result, int) else len(result)
+            COUNTERS.bytes_plain_recv += n
+            if n >= BULK_CHUNK:
                 rx.bulk = BULK_PATIENCE
             elif rx.bulk:
                 rx.bulk -= 1  # enough small reads in a row: back to the multishot op
@@ -720,19 +739,86 @@ class UringSocketFactory(trio.abc.SocketFactory):
                       _stdlib.SOCK_STREAM if type is None else type, proto)
 
 
+#: Families a UringSocket handles; trio keeps its own sockets for the rest (netlink, packet...).
+_FAMILIES = frozenset({_stdlib.AF_INET, _stdlib.AF_INET6, _stdlib.AF_UNIX})
+#: trio's own ``from_stdlib_socket``, kept while the hook below stands in for it.
+_TRIO_FROM_STDLIB = trio.socket.from_stdlib_socket
+#: Set by ``install_socket_factory`` for its run: wrapped stdlib sockets become UringSockets too.
+_ROUTED: RunVar[bool] = RunVar("trio_uring_routed", default=False)
+
+
+class _Routing:
+    """Who needs the hook: runs with a factory (``users``), and process-wide routing
+    (``everywhere``: ``route_all_sockets``, used by the pytest plugin and ``TRIO_URING=1``)."""
+
+    lock = threading.Lock()
+    users = 0
+    everywhere = 0
+
+
+
+
+def _from_stdlib_socket_hook(sock: _stdlib.socket) -> trio.socket.SocketType:
+    """trio's ``from_stdlib_socket`` while a factory is installed: libraries that bind their own
+    listeners (hypercorn, anyio) hand trio a stdlib socket, which never meets the socket factory."""
+    if type(sock) is _stdlib.socket and sock.family in _FAMILIES and (_Routing.everywhere or _routed()):
+        return UringSocket(sock)
+    return _TRIO_FROM_STDLIB(sock)
+
+
+def _routed() -> bool:
+    try:
+        return _ROUTED.get()
+    except RuntimeError:  # outside a run
+        return False
+
+
+def _hook(delta: int) -> None:
+    """Count users of the hook; it stands in ``trio.socket`` (and in ``trio._socket``, whose
+    ``socket``, ``socketpair`` and ``fromfd`` call it) while anyone uses it."""
+    with _Routing.lock:
+        _Routing.users += delta
+        fn = _from_stdlib_socket_hook if _Routing.users else _TRIO_FROM_STDLIB
+        trio.socket.from_stdlib_socket = fn
+        trio._socket.from_stdlib_socket = fn
+
+
+@contextlib.contextmanager
+def route_all_sockets() -> Iterator[None]:
+    """Process-wide while active: every socket trio creates or wraps, in every run, is a UringSocket."""
+    _hook(1)
+    with _Routing.lock:
+        _Routing.everywhere += 1
+    try:
+        yield
+    finally:
+        with _Routing.lock:
+            _Routing.everywhere -= 1
+        _hook(-1)
+
+
 class install_socket_factory:
     """For this run, make trio create io_uring sockets (``open_tcp_stream``, ``serve_tcp``...).
 
-    Takes effect at the call and lasts for the rest of the run; used as a context manager,
-    the previous factory comes back on exit.
+    Stdlib sockets handed to ``trio.socket.from_stdlib_socket`` (hypercorn's and anyio's
+    listeners) become io_uring sockets too. Takes effect at the call and lasts for the rest
+    of the run; used as a context manager, the previous factory comes back on exit.
     """
 
     def __init__(self) -> None:
         self.factory = UringSocketFactory()
         self._previous = trio.socket.set_custom_socket_factory(self.factory)
+        self._token = _ROUTED.set(True)
+        self._hooked = True
+        _hook(1)  # inert outside runs that installed a factory; dropped by __exit__
 
     def __enter__(self) -> UringSocketFactory:
         return self.factory
 
     def __exit__(self, *exc: object) -> None:
         trio.socket.set_custom_socket_factory(self._previous)
+        with contextlib.suppress(ValueError, RuntimeError):  # reset in another run / context
+            _ROUTED.reset(self._token)
+        if self._hooked:
+            self._hooked = False
+            _hook(-1)

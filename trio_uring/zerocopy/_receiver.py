@@ -32,6 +32,7 @@ import trio
 
 from .._core._bufring import BufferRing
 from .._core._caps import has_cap_net_admin
+from .._core._counters import receiver_closed, receiver_opened
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
 from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE, SetupFlags
@@ -585,10 +586,12 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
     conflict._held = True
     sock._zc = rx
     _sweep_orphans()
+    receiver_opened(rx, chosen, reasons)  # statistics(); logs why auto skipped modes
     try:
         await _take_over(rx, sock)
         yield rx
     finally:
+        receiver_closed(rx, rx._bytes)
         await rx._shutdown()
 
 

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main_closing_pipes() -> int:
     """``main`` for the command line: ``doctor | head`` ends quietly, without a traceback."""
+    if sys.stdout is None:  # started with stdout closed: nobody to tell
+        return 1
     try:
         code = main()
         sys.stdout.flush()

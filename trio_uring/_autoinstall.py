@@ -27,7 +27,8 @@ def install_from_env(value: str | None = None) -> bool:
     from ._global import install_globally  # noqa: PLC0415 - only when switched on
 
     _stack.close()
-    return _stack.enter_context(install_globally(fallback=value == FALLBACK))
+    # no probe: an interpreter that never starts a trio run pays nothing and hears nothing
+    return _stack.enter_context(install_globally(fallback=value == FALLBACK, probe=False))
 
 
 def _at_startup() -> None:

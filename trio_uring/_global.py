@@ -24,16 +24,18 @@ def unavailable_reason() -> str | None:
 
 
 @contextlib.contextmanager
-def install_globally(*, fallback: bool = False) -> Iterator[bool]:
+def install_globally(*, fallback: bool = False, probe: bool = True) -> Iterator[bool]:
     """Inside the block, every ``trio.run`` of the process (any thread) runs on the io_uring IO
     manager, and every socket trio creates or wraps is a UringSocket.
 
     Yields whether io_uring is in use. Without ``fallback`` nothing is checked here: a run
     that cannot set up its ring raises :class:`UringUnavailable` (with the reason and remedy)
     when it starts. With ``fallback=True`` io_uring is tried once, here; where it is refused
-    there is one ``RuntimeWarning`` and runs stay on stock trio with stock sockets.
+    there is one ``RuntimeWarning`` and runs stay on stock trio with stock sockets. With
+    ``probe=False`` (``TRIO_URING=fallback``, read by every interpreter that starts) nothing
+    is tried up front: each run decides when it starts, and warns then.
     """
-    if fallback:
+    if fallback and probe:
         reason = unavailable_reason()
         if reason is not None:
             warnings.warn(f"io_uring is unavailable, trio runs stay on stock trio: {reason}", RuntimeWarning,

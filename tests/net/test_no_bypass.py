@@ -4,6 +4,7 @@ reaches the worker processes hypercorn spawns."""
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import signal
@@ -25,6 +26,8 @@ from hypercorn.trio import serve
 
 import trio_uring
 from trio_uring.socket import UringSocket
+
+from .._subproc import run_python
 
 
 @pytest.fixture
@@ -232,3 +235,37 @@ def test_trio_uring_env_reaches_hypercorn_spawned_workers(
         assert backend == "io_uring", (worker, backend)
         assert sockets >= 2, (worker, sockets)  # the inherited listener and the connection
     assert proc.pid not in answers
+
+
+async def test_the_factory_leaves_other_families_to_trio() -> None:
+    """A netlink socket made through ``trio.socket.socket`` while the factory is installed is
+    trio's own (a UringSocket would try to resolve its address as a host name)."""
+    with trio_uring.install_socket_factory():
+        s = trio.socket.socket(stdsocket.AF_NETLINK, stdsocket.SOCK_RAW, 0)
+        with s:
+            assert not isinstance(s, UringSocket)
+            await s.bind((0, 0))
+
+
+def test_fallback_run_uses_stock_trio_even_while_io_uring_is_installed_process_wide() -> None:
+    res = run_python("""
+import warnings, trio, trio_uring
+async def main():
+    return trio_uring.backend()
+with trio_uring.lowlevel.install_io_manager(), warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    print("BACKEND", trio_uring.run(main, fallback=True))
+""", refuse={"setup": errno.EPERM})
+    assert "BACKEND epoll" in res.stdout, (res.stdout, res.stderr)
+
+
+def test_trio_uring_fallback_env_costs_nothing_in_an_interpreter_that_never_runs_trio() -> None:
+    """``TRIO_URING=fallback`` is read by every interpreter that starts (pip, any subprocess):
+    one that never starts a trio run tries no io_uring syscall and prints no warning, even
+    where seccomp refuses io_uring (the filter is in place before that interpreter starts)."""
+    res = run_python("""
+import os, sys
+env = dict(os.environ, TRIO_URING="fallback")
+os.execve(sys.executable, [sys.executable, "-c", "print('quiet')"], env)
+""", refuse={"setup": errno.EPERM})
+    assert res.stdout.strip() == "quiet" and res.stderr == "", res

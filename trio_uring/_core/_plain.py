@@ -29,7 +29,7 @@ from ._io_manager import UringIOManager
 from ._ops import OpDriver
 from ._ring import Ring, run_ring_flags
 
-__all__ = ["current_driver", "driver_or_none", "existing_driver", "note_fallback"]
+__all__ = ["announce_fallback", "current_driver", "driver_or_none", "existing_driver", "note_fallback"]
 
 _DRIVER: RunVar[OpDriver | None] = RunVar("trio_uring_driver", default=None)
 #: Failures that may not last (fds or memory exhausted for a moment): not cached for the run.
@@ -97,6 +97,17 @@ def current_driver() -> OpDriver:
     return driver
 
 
+#: Set by a process-wide fallback that already told the user (the pytest plugin): runs of
+#: that process then fall back to readiness without a warning each.
+_ANNOUNCED: str | None = None
+
+
+def announce_fallback(reason: str) -> None:
+    """The user was told once for the whole process why io_uring is not used."""
+    global _ANNOUNCED  # noqa: PLW0603 - one process-wide fact
+    _ANNOUNCED = reason
+
+
 def driver_or_none() -> OpDriver | None:
     """The run's op driver, or None when io_uring is unavailable in this run.
 
@@ -109,7 +120,7 @@ def driver_or_none() -> OpDriver | None:
     try:
         return current_driver()
     except UringUnavailable as exc:
-        if not _WARNED.get():
+        if not _WARNED.get() and _ANNOUNCED is None:
             _WARNED.set(True)
             warnings.warn(f"io_uring is unavailable, using trio's readiness-based IO: {exc}",
                           RuntimeWarning, stacklevel=2)

@@ -24,6 +24,9 @@ from ._plain import note_fallback
 __all__ = ["backend", "install_io_manager", "run"]
 
 T = TypeVar("T")
+#: trio's own IO manager, as bound when trio_uring was imported: what "fallback" runs on,
+#: even while ``install_io_manager`` (or ``TRIO_URING=1``) has put ours in its place.
+_STOCK: Callable[[], Any] = _trio_run.TheIOManager  # type: ignore[attr-defined,unused-ignore]
 
 
 @contextlib.contextmanager
@@ -75,8 +78,7 @@ def run(
         if not fallback:
             raise
         warnings.warn(f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning, stacklevel=2)
-        original = _trio_run.TheIOManager  # type: ignore[attr-defined,unused-ignore]
-        with _swap_io_manager(_stock_io_manager_factory(exc, original)):
+        with _swap_io_manager(_stock_io_manager_factory(exc, _STOCK)):
             return trio.run(async_fn, *args, **trio_run_kwargs)
     used = False
     original = _trio_run.TheIOManager  # type: ignore[attr-defined,assignment,unused-ignore]
@@ -106,7 +108,6 @@ def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
     manager instead.
     """
     check_trio_version()
-    original = _trio_run.TheIOManager  # type: ignore[attr-defined,unused-ignore]
 
     def factory() -> Any:
         try:
@@ -115,7 +116,7 @@ def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
             # factory <- trio's setup_runner <- trio.run <- the caller
             warnings.warn(f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning,
                           stacklevel=4)
-            return _stock_io_manager_factory(exc, original)()
+            return _stock_io_manager_factory(exc, _STOCK)()
 
     # Without fallback the class itself is installed: tests (trio's own among them) patch
     # methods on ``TheIOManager`` and expect the run's manager to see them.

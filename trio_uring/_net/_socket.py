@@ -734,9 +734,13 @@ def socketpair(family: int = _stdlib.AF_UNIX, type: int = _stdlib.SOCK_STREAM,
 class UringSocketFactory(trio.abc.SocketFactory):
     """For ``trio.socket.set_custom_socket_factory``: every trio socket becomes a UringSocket."""
 
-    def socket(self, family: int | None = None, type: int | None = None, proto: int = 0) -> UringSocket:
-        return socket(_stdlib.AF_INET if family is None else family,
-                      _stdlib.SOCK_STREAM if type is None else type, proto)
+    def socket(self, family: int | None = None, type: int | None = None,
+               proto: int = 0) -> trio.socket.SocketType:
+        fam = _stdlib.AF_INET if family is None else family
+        kind = _stdlib.SOCK_STREAM if type is None else type
+        if fam not in _FAMILIES:  # netlink, packet...: trio's own socket, as without a factory
+            return _TRIO_FROM_STDLIB(_stdlib.socket(fam, kind, proto))
+        return socket(fam, kind, proto)
 
 
 #: Families a UringSocket handles; trio keeps its own sockets for the rest (netlink, packet...).

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Generator
 
 import pytest
 
+from .._core._errors import UringUnavailable
+from .._core._plain import announce_fallback
 from .._core._run import install_io_manager
 from .._global import unavailable_reason
 from .._net._socket import route_all_sockets
@@ -50,7 +52,9 @@ def _mode(config: pytest.Config) -> str:
         return "off"
     if value == "fallback":
         return "fallback"
-    raise pytest.UsageError(f"trio_uring: expected true, fallback or false, not {value!r}")
+    raise pytest.UsageError(
+        f"trio_uring: expected true, fallback or false, not {value!r} (a bare --trio-uring takes the "
+        "next word as its value: write --trio-uring=true, or put the option after the paths)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
             mode = "io_uring"
         else:
             mode = "stock"
+            announce_fallback(reason)  # said once here: the runs of the tests do not repeat it
             config.issue_config_time_warning(
                 RuntimeWarning(f"io_uring is unavailable, pytest-trio tests run on stock trio: {reason}"),
                 stacklevel=2)
@@ -97,5 +102,12 @@ async def zc_receiver(uring_stream_pair: tuple[UringSocketStream, UringSocketStr
         ZeroCopyReceiver]:
     """A zero-copy receiver (``mode="auto"``) over the server side of ``uring_stream_pair``:
     send on ``uring_stream_pair[0]``, receive leases here."""
-    async with open_zc_receiver(uring_stream_pair[1]) as rx:
+    try:
+        receiver = open_zc_receiver(uring_stream_pair[1])
+        rx = await receiver.__aenter__()
+    except UringUnavailable as exc:
+        pytest.skip(f"zero-copy receive needs io_uring: {exc}")
+    try:
         yield rx
+    finally:
+        await receiver.__aexit__(None, None, None)

@@ -8,6 +8,7 @@ included, gets a ``UringIOManager``; the plugin checks that it really did.
 from __future__ import annotations
 
 import contextlib
+import signal
 
 import pytest
 
@@ -42,6 +43,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored, and Python then installs no KeyboardInterrupt handler: trio's KI tests need it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _io_manager.UringIOManager.__init__ = _counting_init  # type: ignore[method-assign]
     _stack.enter_context(trio_uring.lowlevel.install_io_manager())
 

@@ -26,3 +26,17 @@ def tcp_pair() -> tuple[UringSocketStream, UringSocketStream]:
         c = stdsocket.create_connection(lsock.getsockname())
         s, _ = lsock.accept()
     return UringSocketStream(from_stdlib_socket(c)), UringSocketStream(from_stdlib_socket(s))
+
+
+async def receive_exactly(stream: Any, n: int, *, timeout: float = 5, max_bytes: int | None = None) -> bytes:
+    """Read until ``n`` bytes came (or the end of stream), failing after ``timeout`` seconds."""
+    import trio  # noqa: PLC0415 - the helpers above need no trio
+
+    got = bytearray()
+    with trio.fail_after(timeout):
+        while len(got) < n:
+            data = await stream.receive_some(max_bytes)
+            if not data:
+                break
+            got += data
+    return bytes(got)

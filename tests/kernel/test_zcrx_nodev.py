@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,23 +16,14 @@ import trio
 
 import trio_uring
 from trio_uring import UringSocketStream, open_zc_receiver
-from trio_uring.socket import from_stdlib_socket
+
+from .._util import tcp_pair
 
 pytestmark = pytest.mark.skipif(
     not trio_uring.probe().zcrx_nodev,
     reason="needs device-less zcrx (Linux >= 7.1): run in the kernel lane, scripts/kernel-vm",
 )
 MiB = 1 << 20
-
-
-def tcp_pair() -> tuple[UringSocketStream, UringSocketStream]:
-    """A loopback TCP connection (zcrx receives TCP only)."""
-    with socket.socket() as lsock:
-        lsock.bind(("127.0.0.1", 0))
-        lsock.listen()
-        c = socket.create_connection(lsock.getsockname())
-        s, _ = lsock.accept()
-    return UringSocketStream(from_stdlib_socket(c)), UringSocketStream(from_stdlib_socket(s))
 
 
 def blocks(total: int, seed: int, size: int = 256 * 1024) -> Iterator[bytes]:

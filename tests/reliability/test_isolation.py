@@ -26,7 +26,7 @@ from trio_uring._net._rxbuf import buffer_pool
 from trio_uring.socket import configure_receive_buffers
 
 from .._subproc import run_python
-from .._util import Runner, tcp_pair, uring_pair
+from .._util import Runner, receive_exactly, tcp_pair, uring_pair
 
 KiB = 1024
 
@@ -125,10 +125,7 @@ def test_idle_readers_cannot_starve_an_unrelated_connection() -> None:
             with trio.fail_after(10):
                 async with await trio_uring.open_tcp_stream("127.0.0.1", port) as probe:
                     await probe.send_all(b"E" + b"ping" * 10)
-                    got = b""
-                    while len(got) < 40:
-                        got += await probe.receive_some()
-                    assert got == b"ping" * 10
+                    assert await receive_exactly(probe, 40) == b"ping" * 10
             pool = buffer_pool()
             pool.flush()
             assert pool.in_kernel >= pool.low_water  # idle readers' data went to their own memory
@@ -162,10 +159,7 @@ def test_pressure_moves_idle_readers_data_out_of_the_pool() -> None:
         assert pool.in_kernel >= pool.low_water
         for tx, rxs in pairs:  # and every byte is still there, in order
             n = sum(1 for k in range(sent) if k % len(pairs) == pairs.index((tx, rxs)))
-            got = b""
-            while len(got) < 3000 * n:
-                got += await rxs.receive_some()
-            assert got == b"y" * 3000 * n
+            assert await receive_exactly(rxs, 3000 * n) == b"y" * 3000 * n
             await tx.aclose()
             await rxs.aclose()
 
@@ -421,11 +415,7 @@ def test_cancelled_waitall_loses_nothing(run: Runner) -> None:
             with trio.move_on_after(0.05):
                 await rxs.socket.recv(10, stdsocket.MSG_WAITALL)
             await tx.send_all(b"def")
-            got = b""
-            with trio.fail_after(5):
-                while len(got) < 6:
-                    got += await rxs.receive_some()
-            assert got == b"abcdef"
+            assert await receive_exactly(rxs, 6) == b"abcdef"
 
     run(main)
 
@@ -458,11 +448,7 @@ def test_socket_armed_in_one_run_works_in_the_next(second: str) -> None:
 
     async def again() -> bytes:
         await tx.send_all(b"+second")
-        got = b""
-        with trio.fail_after(5):
-            while len(got) < len("rom the first run+second"):
-                got += await rxs.receive_some()
-        return got
+        return await receive_exactly(rxs, len("rom the first run+second"))
 
     trio_uring.run(first)
     runner: Callable[..., Any] = trio_uring.run if second == "trio_uring.run" else trio.run
@@ -538,10 +524,7 @@ def test_sockets_work_where_io_uring_is_unavailable(monkeypatch: pytest.MonkeyPa
                 for k in range(20):
                     msg = b"m%d" % k * 100
                     await c.send_all(msg)
-                    got = b""
-                    while len(got) < len(msg):
-                        got += await c.receive_some()
-                    assert got == msg
+                    assert await receive_exactly(c, len(msg)) == msg
             a, b = trio_uring.socket.socketpair()
             with a, b:
                 await a.send(b"pair")
@@ -747,11 +730,7 @@ def test_data_kept_from_an_earlier_run_comes_first_without_io_uring(monkeypatch:
 
     async def second() -> bytes:
         await tx.send_all(b"2222")
-        got = b""
-        with trio.fail_after(5):
-            while len(got) < 8:
-                got += await rxs.receive_some()
-        return got
+        return await receive_exactly(rxs, 8)
 
     try:
         trio_uring.run(first)

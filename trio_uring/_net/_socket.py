@@ -449,23 +449,10 @@ class UringSocket(trio.socket.SocketType):
             conflict._held = False
 
     async def _readiness_read(self, read: Callable[[], R]) -> R:
-        """The receive path without io_uring (the caller passed its cancel check)."""
-        try:
-            result = read()
-        except BlockingIOError:
-            pass
-        else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
-            return result
-        while True:
-            await trio.lowlevel.wait_readable(self._sock)
-            try:
-                result = read()
-            except BlockingIOError:
-                continue
-            COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
-            return result
+        """The receive path without io_uring: :meth:`_nonblocking`, counted."""
+        result = await self._nonblocking(read, self._wait_readable)
+        COUNTERS.bytes_readiness += result if isinstance(result, int) else len(result)
+        return result
 
     async def _recv_flags(self, buflen: int, flags: int) -> bytes:
         """``recv`` with flags on a stream: ``MSG_PEEK``, ``MSG_WAITALL`` and ``MSG_DONTWAIT``

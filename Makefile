@@ -31,8 +31,10 @@ bench: setup
 	$(BIN)/python -m pip install -q uvloop matplotlib
 	$(BIN)/python benchmarks/bench.py --update-readme
 
+PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py
 lint: setup
-	$(BIN)/ruff check trio_uring tests examples benchmarks _native/build.py setup.py
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 
 typecheck: setup
 	$(BIN)/mypy

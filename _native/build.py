@@ -50,14 +50,11 @@ TU_ZCRX_REG_IMPORT TU_ZCRX_REG_NODEV TU_IORING_ZCRX_AREA_SHIFT
 
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(
-    TYPES
-    + (HERE / "tu_api.h").read_text()
-    + "\n".join(f"#define {name} ..." for name in CONSTANTS)
+    TYPES + (HERE / "tu_api.h").read_text() + "\n".join(f"#define {name} ..." for name in CONSTANTS)
 )
 ffibuilder.set_source(
     "trio_uring._native",
-    '#include "tu.h"\n'
-    "#ifndef IORING_TIMEOUT_MULTISHOT\n#define IORING_TIMEOUT_MULTISHOT (1U << 6)\n#endif\n",
+    '#include "tu.h"\n#ifndef IORING_TIMEOUT_MULTISHOT\n#define IORING_TIMEOUT_MULTISHOT (1U << 6)\n#endif\n',
     sources=[str(p.relative_to(ROOT)) for p in sorted(HERE.glob("*.c"))],
     include_dirs=[str(HERE.relative_to(ROOT))],
     libraries=["uring"],
@@ -100,8 +97,9 @@ def _compiles(compiler: Any, source: str, include_dirs: list[str]) -> bool:
     return True
 
 
-def check_build_deps(compiler: Any, include_dirs: list[str] | None = None,
-                     header: str = "liburing.h") -> None:
+def check_build_deps(
+    compiler: Any, include_dirs: list[str] | None = None, header: str = "liburing.h"
+) -> None:
     """Stop the build with one actionable line, before gcc's own errors, when a compiler or
     liburing's headers are missing. ``compiler`` is setuptools' ``build_ext.compiler``."""
     dirs = list(include_dirs or [])

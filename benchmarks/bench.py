@@ -39,8 +39,16 @@ RESULTS = HERE / "results"
 BUILD = HERE / "build"
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
-SERVERS = ["trio_uring", "trio_uring_ring", "trio_factory", "trio", "asyncio", "uvloop", "uvloop_protocol",
-           "c_liburing"]
+SERVERS = [
+    "trio_uring",
+    "trio_uring_ring",
+    "trio_factory",
+    "trio",
+    "asyncio",
+    "uvloop",
+    "uvloop_protocol",
+    "c_liburing",
+]
 # name: (loadgen mode, connections, size, server mode, what a "request" is)
 SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
     "echo 1x64B": ("echo", 1, 64, "echo", "round trip"),
@@ -104,8 +112,13 @@ def children_cpu() -> float:
 
 
 def load(exe: Path, mode: str, port: int, *, conns: int, size: int, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(["taskset", "-c", CLIENT_CPU, str(exe), mode, str(port), str(conns), str(size),
-                          str(seconds)], capture_output=True, text=True, check=True, timeout=seconds + 120)
+    out = subprocess.run(
+        ["taskset", "-c", CLIENT_CPU, str(exe), mode, str(port), str(conns), str(size), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 120,
+    )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
@@ -113,13 +126,18 @@ def _perf_counts_syscalls() -> bool:
     """True if ``perf stat`` can count syscall tracepoints here (root or a permissive kernel)."""
     if shutil.which("perf") is None:
         return False
-    probe = subprocess.run(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"],
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return probe.returncode == 0
 
 
-def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, size: int,
-                   seconds: float, perf: bool) -> tuple[int, int]:
+def count_syscalls(
+    pid: int, exe: Path, mode: str, port: int, *, conns: int, size: int, seconds: float, perf: bool
+) -> tuple[int, int]:
     """(syscalls, requests) of a load run with a counter attached to the server.
 
     ``perf stat`` counting the ``raw_syscalls:sys_enter`` tracepoint barely slows the
@@ -127,8 +145,11 @@ def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, siz
     finds data waiting more often, which changes what an adaptive receive path does.
     """
     with tempfile.NamedTemporaryFile(suffix=".count") as f:
-        cmd = (["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", f.name] if perf
-               else ["strace", "-c", "-f", "-p", str(pid), "-o", f.name])
+        cmd = (
+            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", f.name]
+            if perf
+            else ["strace", "-c", "-f", "-p", str(pid), "-o", f.name]
+        )
         tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         res = load(exe, mode, port, conns=conns, size=size, seconds=seconds)
@@ -149,8 +170,9 @@ def count_syscalls(pid: int, exe: Path, mode: str, port: int, *, conns: int, siz
     return total, max(1, requests)
 
 
-def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
-            counter: str | None) -> dict[str, Any]:
+def measure(
+    server: str, scenario: str, exes: dict[str, Path], seconds: float, counter: str | None
+) -> dict[str, Any]:
     mode, conns, size, smode, _unit = SCENARIOS[scenario]
     proc, port = start_server(server_cmd(server, smode, exes))
     try:
@@ -166,14 +188,23 @@ def measure(server: str, scenario: str, exes: dict[str, Path], seconds: float,
         row: dict[str, Any] = {
             "per_s": requests / res["seconds"],
             "mb_s": res["bytes"] / res["seconds"] / 1e6 if mode == "sink" else None,
-            "p50_us": res["p50_us"], "p99_us": res["p99_us"],
+            "p50_us": res["p50_us"],
+            "p99_us": res["p99_us"],
             "cpu_us_per_req": cpu / max(1, requests) * 1e6,
             "client_cpu": client / res["seconds"],
             "rss_kib": peak_rss_kib(proc.pid),
         }
         if counter is not None:
-            calls, reqs = count_syscalls(proc.pid, exes["loadgen"], mode, port, conns=conns, size=size,
-                                         seconds=min(1.0, seconds), perf=counter == "perf")
+            calls, reqs = count_syscalls(
+                proc.pid,
+                exes["loadgen"],
+                mode,
+                port,
+                conns=conns,
+                size=size,
+                seconds=min(1.0, seconds),
+                perf=counter == "perf",
+            )
             row["syscalls_per_req"] = calls / reqs
         return row
     finally:
@@ -208,9 +239,11 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             continue
         trio_rate = rows.get("trio", {}).get("per_s")
         c_rate = rows.get("c_liburing", {}).get("per_s")
-        lines.append(f"  {'server':16} {'req/s':>10} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} "
-                     f"{'cpu us/req':>10} {'sys/req':>8} {'RSS MiB':>8} {'client':>6} {'spread':>7} "
-                     f"{'vs trio':>8} {'vs C':>6}")
+        lines.append(
+            f"  {'server':16} {'req/s':>10} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} "
+            f"{'cpu us/req':>10} {'sys/req':>8} {'RSS MiB':>8} {'client':>6} {'spread':>7} "
+            f"{'vs trio':>8} {'vs C':>6}"
+        )
         for server, r in rows.items():
             mb = f"{r['mb_s']:8.0f}" if r.get("mb_s") else f"{'':8}"
             vt = f"{r['per_s'] / trio_rate:7.2f}x" if trio_rate else ""
@@ -218,9 +251,11 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             sc = f"{r['syscalls_per_req']:8.2f}" if "syscalls_per_req" in r else f"{'':8}"
             runs = r.get("rounds_per_s", [r["per_s"]])
             spread = f"±{50 * (max(runs) - min(runs)) / r['per_s']:.0f}%"
-            lines.append(f"  {server:16} {r['per_s']:10.0f} {mb} {r['p50_us']:8.1f} {r['p99_us']:8.1f} "
-                         f"{r['cpu_us_per_req']:10.2f} {sc} {r['rss_kib'] / 1024:8.1f} "
-                         f"{100 * r.get('client_cpu', 0):5.0f}% {spread:>7} {vt:>8} {vc:>6}")
+            lines.append(
+                f"  {server:16} {r['per_s']:10.0f} {mb} {r['p50_us']:8.1f} {r['p99_us']:8.1f} "
+                f"{r['cpu_us_per_req']:10.2f} {sc} {r['rss_kib'] / 1024:8.1f} "
+                f"{100 * r.get('client_cpu', 0):5.0f}% {spread:>7} {vt:>8} {vc:>6}"
+            )
     return "\n".join(lines)
 
 
@@ -286,12 +321,18 @@ def main() -> None:
                 rounds.setdefault(server, []).append(row)
         for server, rows in rounds.items():
             results.setdefault(scenario, {})[server] = median_row(rows)
-    head = (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
-            f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}; median of {args.repeat} "
-            f"interleaved rounds of {seconds:g} s; syscalls counted by {counter or 'nothing'}")
-    floor = subprocess.run(["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "floor.py")],
-                           capture_output=True, text=True, check=True).stdout
+    head = (
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
+        f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}; median of {args.repeat} "
+        f"interleaved rounds of {seconds:g} s; syscalls counted by {counter or 'nothing'}"
+    )
+    floor = subprocess.run(
+        ["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "floor.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     text = f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py):\n{floor.rstrip()}"
     print(text)
     RESULTS.mkdir(exist_ok=True)
@@ -304,9 +345,13 @@ def main() -> None:
     has_png = chart(results, RESULTS / f"{name}.png")
     if args.update_readme and full:
         readme = ROOT / "README.md"
-        block = ("<!-- bench:start -->\n```\n" + text + "\n```\n"
-                 + ("![benchmarks](benchmarks/results/latest.png)\n" if has_png else "")
-                 + "<!-- bench:end -->")
+        block = (
+            "<!-- bench:start -->\n```\n"
+            + text
+            + "\n```\n"
+            + ("![benchmarks](benchmarks/results/latest.png)\n" if has_png else "")
+            + "<!-- bench:end -->"
+        )
         body = readme.read_text()
         body = re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, body, flags=re.S)
         readme.write_text(body)

@@ -54,8 +54,10 @@ async def _echo_shaped() -> float:
 def main() -> None:
     for name, run in (("trio.run", trio.run), ("trio_uring.run", trio_uring.run)):
         per_rt = min(run(_echo_shaped) for _ in range(3))
-        print(f"{name:15} {per_rt * 1e6:5.2f} us of scheduler per echo round trip "
-              f"({TASKS} tasks, no IO): at most {1 / per_rt:,.0f} round trips/s")
+        print(
+            f"{name:15} {per_rt * 1e6:5.2f} us of scheduler per echo round trip "
+            f"({TASKS} tasks, no IO): at most {1 / per_rt:,.0f} round trips/s"
+        )
 
 
 if __name__ == "__main__":

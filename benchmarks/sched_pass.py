@@ -74,15 +74,24 @@ WORKLOADS = {"pass": 200_000, "stock-rt": 20_000, "ops-rt": 20_000}
 
 
 def timed(runner: str, workload: str, n: int) -> float:
-    out = subprocess.run([sys.executable, "-c", WORKER, runner, workload, str(n)],
-                         capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, runner, workload, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return float(out.stdout.strip())
 
 
 def syscalls(runner: str, workload: str, n: int) -> dict[str, int]:
     with tempfile.NamedTemporaryFile(suffix=".strace") as f:
-        subprocess.run(["strace", "-f", "-c", "-o", f.name, sys.executable, "-c", WORKER, runner,
-                        workload, str(n)], capture_output=True, check=True, timeout=600)
+        subprocess.run(
+            ["strace", "-f", "-c", "-o", f.name, sys.executable, "-c", WORKER, runner, workload, str(n)],
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
         counts: dict[str, int] = {}
         for line in Path(f.name).read_text().splitlines():
             m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
@@ -111,17 +120,23 @@ def main() -> None:
                 row["syscalls_per_iter"] = round(sum(per.values()), 3)
                 row["syscalls"] = per
             results.setdefault(workload, {})[runner] = row
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, "
-          f"kernel {platform.release().split('-')[0]}, Python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d')}")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, "
+        f"kernel {platform.release().split('-')[0]}, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
     print(f"{'workload':10} {'backend':11} {'us/iter':>9} {'syscalls/iter':>14}  breakdown")
     for workload, rows in results.items():
         for runner, row in rows.items():
-            print(f"{workload:10} {runner:11} {row['us_per_iter']:9.2f} "
-                  f"{row.get('syscalls_per_iter', float('nan')):14.2f}  {row.get('syscalls', '')}")
+            print(
+                f"{workload:10} {runner:11} {row['us_per_iter']:9.2f} "
+                f"{row.get('syscalls_per_iter', float('nan')):14.2f}  {row.get('syscalls', '')}"
+            )
         base = rows["trio"]["us_per_iter"]
-        print(f"{'':10} {'ratio':11} {float(base) / float(rows['trio_uring']['us_per_iter']):9.2f}x "
-              "(trio_uring speed relative to stock trio)")
+        print(
+            f"{'':10} {'ratio':11} {float(base) / float(rows['trio_uring']['us_per_iter']):9.2f}x "
+            "(trio_uring speed relative to stock trio)"
+        )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     meta = {"kernel": platform.release().split("-")[0], "date": time.strftime("%Y-%m-%d")}

@@ -1,7 +1,7 @@
 """An echo server on trio_uring, and (with --demo) a client that checks it over loopback.
 
-    python examples/echo_server.py [--port 8000]     serve until Ctrl-C
-    python examples/echo_server.py --demo            serve on a free port, run 64 clients, exit
+python examples/echo_server.py [--port 8000]     serve until Ctrl-C
+python examples/echo_server.py --demo            serve on a free port, run 64 clients, exit
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ async def demo() -> None:
                 clients.start_soon(client, i)
         dt = time.perf_counter() - t0
         stats = trio.lowlevel.current_statistics().io_statistics
-        print(f"echo over {trio_uring.backend()}: 64 clients x {rounds} round trips in {dt:.2f}s "
-              f"({64 * rounds / dt:,.0f}/s), {stats.enter_calls} io_uring_enter calls, "
-              f"all bytes verified: {all(ok) and len(ok) == 64}")
+        print(
+            f"echo over {trio_uring.backend()}: 64 clients x {rounds} round trips in {dt:.2f}s "
+            f"({64 * rounds / dt:,.0f}/s), {stats.enter_calls} io_uring_enter calls, "
+            f"all bytes verified: {all(ok) and len(ok) == 64}"
+        )
         n.cancel_scope.cancel()
         if not (all(ok) and len(ok) == 64):
             raise SystemExit("echo returned different bytes")

@@ -82,9 +82,11 @@ def serve(messages: int) -> None:
         t.join()
         if conn >= 0:
             os.close(conn)
-        print(f"io_uring echo: {messages} round trips in {result['seconds']:.3f}s "
-              f"({messages / float(result['seconds']):.0f}/s), {ring.enter_calls} io_uring_enter calls, "
-              f"bytes verified: {result['ok']}")
+        print(
+            f"io_uring echo: {messages} round trips in {result['seconds']:.3f}s "
+            f"({messages / float(result['seconds']):.0f}/s), {ring.enter_calls} io_uring_enter calls, "
+            f"bytes verified: {result['ok']}"
+        )
         if not result["ok"]:
             raise SystemExit("echo returned different bytes")
 

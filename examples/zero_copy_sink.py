@@ -47,9 +47,11 @@ async def main(mib: int, interface: str | None) -> None:
             st = rx.statistics()
         rx_sock.close()
     dt = time.perf_counter() - t0
-    print(f"zero-copy receive, mode {st.mode!r}: {mib} MiB in {dt:.2f}s ({mib / dt:,.0f} MiB/s), "
-          f"{st.completions} leases, all returned: {st.refills == st.completions}, "
-          f"bytes exact: {got.digest() == expected}")
+    print(
+        f"zero-copy receive, mode {st.mode!r}: {mib} MiB in {dt:.2f}s ({mib / dt:,.0f} MiB/s), "
+        f"{st.completions} leases, all returned: {st.refills == st.completions}, "
+        f"bytes exact: {got.digest() == expected}"
+    )
     if st.fallback_reason:
         print(f"  (modes skipped: {st.fallback_reason})")
     if got.digest() != expected:

@@ -32,8 +32,19 @@ def _ubsan_works(cc: str, out: Path) -> bool:
     """gcc without libubsan would fail at link time; then ASan alone is still worth having."""
     probe = out / "ubsan-probe.c"
     probe.write_text("int f(int x) { return x + 1; }\n")
-    ret = subprocess.run([cc, "-shared", "-fPIC", "-fsanitize=address,undefined", str(probe),
-                          "-o", str(out / "ubsan-probe.so")], capture_output=True, check=False)
+    ret = subprocess.run(
+        [
+            cc,
+            "-shared",
+            "-fPIC",
+            "-fsanitize=address,undefined",
+            str(probe),
+            "-o",
+            str(out / "ubsan-probe.so"),
+        ],
+        capture_output=True,
+        check=False,
+    )
     return ret.returncode == 0
 
 

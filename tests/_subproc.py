@@ -52,5 +52,8 @@ def run_python(
     prelude = _SECCOMP.format(rules=[(SYSCALLS[k], v) for k, v in rules.items()]) if rules else ""
     return subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

@@ -20,10 +20,27 @@ from .zerocopy._receiver import Lease, ReceiverStatistics, ZeroCopyReceiver, ope
 from .zerocopy._zcrx import ZeroCopyUnavailable
 
 __all__ = [
-    "Lease", "ReceiverStatistics", "ZeroCopyReceiver", "ZeroCopyUnavailable", "open_zc_receiver",
-    "ProbeReport", "RingClosedError", "UringSocketListener", "UringSocketStream", "UringUnavailable",
-    "backend", "install_socket_factory", "lowlevel", "open_tcp_listeners", "open_tcp_stream", "probe",
-    "Statistics", "run", "serve_tcp", "socket", "statistics",
+    "Lease",
+    "ReceiverStatistics",
+    "ZeroCopyReceiver",
+    "ZeroCopyUnavailable",
+    "open_zc_receiver",
+    "ProbeReport",
+    "RingClosedError",
+    "UringSocketListener",
+    "UringSocketStream",
+    "UringUnavailable",
+    "backend",
+    "install_socket_factory",
+    "lowlevel",
+    "open_tcp_listeners",
+    "open_tcp_stream",
+    "probe",
+    "Statistics",
+    "run",
+    "serve_tcp",
+    "socket",
+    "statistics",
 ]
 #: The one place the version is written (pyproject.toml reads it from here).
 __version__ = "0.1.0"

@@ -38,8 +38,11 @@ def install_globally(*, fallback: bool = False, probe: bool = True) -> Iterator[
     if fallback and probe:
         reason = unavailable_reason()
         if reason is not None:
-            warnings.warn(f"io_uring is unavailable, trio runs stay on stock trio: {reason}", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"io_uring is unavailable, trio runs stay on stock trio: {reason}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             yield False
             return
     with install_io_manager(fallback=fallback), route_all_sockets():

@@ -10,7 +10,25 @@ from ._core._run import install_io_manager
 from ._global import install_globally
 
 __all__ = [
-    "Batch", "BufferRing", "MultishotOp", "Op", "OpDriver", "Ring", "SetupFlags", "UringIOManager",
-    "UringStatistics", "accept", "close", "connect", "current_driver", "install_globally",
-    "install_io_manager", "nop", "poll", "recv_into", "send", "shutdown", "sleep",
+    "Batch",
+    "BufferRing",
+    "MultishotOp",
+    "Op",
+    "OpDriver",
+    "Ring",
+    "SetupFlags",
+    "UringIOManager",
+    "UringStatistics",
+    "accept",
+    "close",
+    "connect",
+    "current_driver",
+    "install_globally",
+    "install_io_manager",
+    "nop",
+    "poll",
+    "recv_into",
+    "send",
+    "shutdown",
+    "sleep",
 ]

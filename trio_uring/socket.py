@@ -11,6 +11,11 @@ from ._net._socket import (
 )
 
 __all__ = [
-    "UringSocket", "UringSocketFactory", "configure_receive_buffers", "from_stdlib_socket",
-    "install_socket_factory", "socket", "socketpair",
+    "UringSocket",
+    "UringSocketFactory",
+    "configure_receive_buffers",
+    "from_stdlib_socket",
+    "install_socket_factory",
+    "socket",
+    "socketpair",
 ]

@@ -17,8 +17,9 @@ def test_doctor_on_an_existing_interface_exits_zero() -> None:
 
 
 def test_doctor_survives_a_closed_pipe() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "trio_uring", "doctor"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trio_uring", "doctor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()  # the reader is gone before the doctor writes (like `doctor | head -0`)
     err = proc.stderr.read().decode()

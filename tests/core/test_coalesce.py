@@ -45,8 +45,9 @@ def polled(ring: Ring) -> Iterator[Polled]:
         yield ring, a, b
 
 
-def wait_for_send(ring: Ring, sock: socket.socket, delay: float,
-                  timeout: float | None) -> tuple[list[int], float]:
+def wait_for_send(
+    ring: Ring, sock: socket.socket, delay: float, timeout: float | None
+) -> tuple[list[int], float]:
     """Send a byte on ``sock`` after ``delay`` from another thread; one wait: (user_data, seconds)."""
     t = threading.Timer(delay, sock.send, (b"x",))
     t0 = time.monotonic()
@@ -151,6 +152,7 @@ async def _bulk_then_quiet(waits: list[int]) -> None:
                     got += lease.nbytes
     sender.join()
     waits.append(coalesced())
+
     # The bulk receiver is gone: after a few enters coalescing is off, and the waits for
     # small messages (sent from another thread while the run sleeps) are not coalesced.
     async def ping(data: bytes) -> None:

@@ -270,7 +270,8 @@ def test_no_fds_left_after_runs(no_fd_leak: None) -> None:
 
 
 def test_fallback_when_io_uring_is_blocked() -> None:
-    res = run_python("""
+    res = run_python(
+        """
         import warnings, trio, trio_uring
         async def which():
             return trio_uring.backend()
@@ -282,7 +283,9 @@ def test_fallback_when_io_uring_is_blocked() -> None:
             warnings.simplefilter("always")
             print("BACKEND", trio_uring.run(which, fallback=True))
             print("WARNED", [str(x.message)[:40] for x in w])
-    """, seccomp_errno=1)
+    """,
+        seccomp_errno=1,
+    )
     assert res.returncode == 0, res.stderr
     assert "REFUSED 1" in res.stdout
     assert "BACKEND epoll" in res.stdout

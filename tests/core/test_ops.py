@@ -424,7 +424,9 @@ def test_ops_inside_a_guest_run_on_stock_trio() -> None:
             return bytes(buf[:got])
 
     trio.lowlevel.start_guest_run(
-        main, run_sync_soon_threadsafe=todo.put, done_callback=result.append,
+        main,
+        run_sync_soon_threadsafe=todo.put,
+        done_callback=result.append,
         host_uses_signal_set_wakeup_fd=False,
     )
     while not result:

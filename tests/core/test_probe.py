@@ -35,19 +35,28 @@ def test_kernel_version_parsing() -> None:
 
 
 def test_doctor_cli() -> None:
-    out = subprocess.run([sys.executable, "-m", "trio_uring", "doctor"], capture_output=True,
-                         text=True, check=False, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "trio_uring", "doctor"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "multishot recv" in out.stdout
 
 
-@pytest.mark.parametrize(("err", "words"), [
-    (errno.EPERM, "seccomp"),
-    (errno.ENOSYS, "not implemented"),
-    (errno.ENOMEM, "RLIMIT_MEMLOCK"),
-])
+@pytest.mark.parametrize(
+    ("err", "words"),
+    [
+        (errno.EPERM, "seccomp"),
+        (errno.ENOSYS, "not implemented"),
+        (errno.ENOMEM, "RLIMIT_MEMLOCK"),
+    ],
+)
 def test_unavailable_io_uring_is_explained(err: int, words: str) -> None:
-    res = run_python("""
+    res = run_python(
+        """
         import trio_uring
         from trio_uring._core._ring import Ring
         r = trio_uring.probe()
@@ -61,7 +70,9 @@ def test_unavailable_io_uring_is_explained(err: int, words: str) -> None:
         out = __import__("subprocess").run([__import__("sys").executable, "-m", "trio_uring", "doctor"],
                                            capture_output=True, text=True)
         print("DOCTOR", out.returncode, out.stdout.replace(chr(10), " | "))
-    """, seccomp_errno=err)
+    """,
+        seccomp_errno=err,
+    )
     assert res.returncode == 0, res.stderr
     assert words in res.stdout
     assert f"RAISED {err} " in res.stdout

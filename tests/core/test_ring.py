@@ -48,7 +48,7 @@ def wait_for(ring: Ring, uds: set[int], timeout: float = 5.0) -> dict[int, list[
 
 
 def only(seen: dict[int, list[tuple[int, int]]], ud: int) -> int:
-    (res, _fl), = seen[ud]
+    ((res, _fl),) = seen[ud]
     return res
 
 

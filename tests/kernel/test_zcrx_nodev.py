@@ -147,8 +147,14 @@ def test_scope_exit_returns_every_lease() -> None:
 def test_two_receivers_share_one_ifq() -> None:
     async def main() -> None:
         (tx1, rx1), (tx2, rx2) = tcp_pair(), tcp_pair()
-        async with tx1, rx1, tx2, rx2, open_zc_receiver(rx1, mode="zcrx-nodev") as a, \
-                    open_zc_receiver(rx2, mode="zcrx-nodev") as b:
+        async with (
+            tx1,
+            rx1,
+            tx2,
+            rx2,
+            open_zc_receiver(rx1, mode="zcrx-nodev") as a,
+            open_zc_receiver(rx2, mode="zcrx-nodev") as b,
+        ):
             assert a._ifq is b._ifq and a._ifq is not None and a._ifq.users == 2
             await tx1.send_all(b"one")
             await tx2.send_all(b"two")

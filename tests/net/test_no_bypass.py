@@ -52,8 +52,13 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     body = trio_uring.backend().encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -84,8 +89,10 @@ async def test_hypercorn_trio_worker_serves_on_io_uring_sockets(made: list[tuple
     assert [listening for _, listening in made].count(True) == 1  # hypercorn's own listener
 
 
-@pytest.mark.skipif(len(inspect.signature(trio.CancelScope.cancel).parameters) < 2,
-                    reason="this anyio calls CancelScope.cancel(reason), which this trio lacks")
+@pytest.mark.skipif(
+    len(inspect.signature(trio.CancelScope.cancel).parameters) < 2,
+    reason="this anyio calls CancelScope.cancel(reason), which this trio lacks",
+)
 async def test_anyio_tcp_listener_serves_on_io_uring_sockets(made: list[tuple[UringSocket, bool]]) -> None:
     # pytest-trio's plain trio.run: the hook needs no io_uring IO manager
     with trio_uring.install_socket_factory():
@@ -157,7 +164,7 @@ def test_hook_is_inert_in_runs_without_the_factory() -> None:
 
 # ---- TRIO_URING=1 reaches spawned worker processes -------------------------------------------
 
-WORKER_APP = '''
+WORKER_APP = """
 import gc, os
 import trio_uring
 from trio_uring.socket import UringSocket
@@ -174,7 +181,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-'''
+"""
 
 
 def _free_port() -> int:
@@ -197,10 +204,23 @@ def hypercorn_workers(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[by
     (tmp_path / "uring_app.py").write_text(textwrap.dedent(WORKER_APP))
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--workers", "2",
-         "--bind", f"127.0.0.1:{port}", "uring_app:app"],
-        cwd=tmp_path, env={**os.environ, "TRIO_URING": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--worker-class",
+            "trio",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "uring_app:app",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "TRIO_URING": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield port, proc
     finally:
@@ -215,7 +235,8 @@ def hypercorn_workers(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[by
 
 
 def test_trio_uring_env_reaches_hypercorn_spawned_workers(
-        hypercorn_workers: tuple[int, subprocess.Popen[bytes]]) -> None:
+    hypercorn_workers: tuple[int, subprocess.Popen[bytes]],
+) -> None:
     port, proc = hypercorn_workers
     deadline = time.monotonic() + 30
     answers: dict[int, tuple[str, int]] = {}
@@ -248,14 +269,17 @@ async def test_the_factory_leaves_other_families_to_trio() -> None:
 
 
 def test_fallback_run_uses_stock_trio_even_while_io_uring_is_installed_process_wide() -> None:
-    res = run_python("""
+    res = run_python(
+        """
 import warnings, trio, trio_uring
 async def main():
     return trio_uring.backend()
 with trio_uring.lowlevel.install_io_manager(), warnings.catch_warnings(record=True) as w:
     warnings.simplefilter("always")
     print("BACKEND", trio_uring.run(main, fallback=True))
-""", refuse={"setup": errno.EPERM})
+""",
+        refuse={"setup": errno.EPERM},
+    )
     assert "BACKEND epoll" in res.stdout, (res.stdout, res.stderr)
 
 
@@ -263,9 +287,12 @@ def test_trio_uring_fallback_env_costs_nothing_in_an_interpreter_that_never_runs
     """``TRIO_URING=fallback`` is read by every interpreter that starts (pip, any subprocess):
     one that never starts a trio run tries no io_uring syscall and prints no warning, even
     where seccomp refuses io_uring (the filter is in place before that interpreter starts)."""
-    res = run_python("""
+    res = run_python(
+        """
 import os, sys
 env = dict(os.environ, TRIO_URING="fallback")
 os.execve(sys.executable, [sys.executable, "-c", "print('quiet')"], env)
-""", refuse={"setup": errno.EPERM})
+""",
+        refuse={"setup": errno.EPERM},
+    )
     assert res.stdout.strip() == "quiet" and res.stderr == "", res

@@ -70,8 +70,10 @@ def test_tcp_both_families(run: Runner, family: int, host: str) -> None:
 @pytest.mark.parametrize(("family", "host"), [(stdsocket.AF_INET, "127.0.0.1"), (stdsocket.AF_INET6, "::1")])
 def test_udp_both_families(run: Runner, family: int, host: str) -> None:
     async def main() -> None:
-        with trio_uring.socket.socket(family, stdsocket.SOCK_DGRAM) as a, \
-                trio_uring.socket.socket(family, stdsocket.SOCK_DGRAM) as b:
+        with (
+            trio_uring.socket.socket(family, stdsocket.SOCK_DGRAM) as a,
+            trio_uring.socket.socket(family, stdsocket.SOCK_DGRAM) as b,
+        ):
             await a.bind((host, 0))
             await b.bind((host, 0))
             async with trio.open_nursery() as n:
@@ -177,6 +179,7 @@ def test_thousand_connections_through_the_factory(run: Runner) -> None:
     if soft < 4096 <= hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
     try:
+
         async def main() -> None:
             trio_uring.install_socket_factory()  # the only change to ordinary trio code below
             served: list[bytes] = []

@@ -84,7 +84,8 @@ async def test_receivers_bytes_and_the_fallback_log_record(caplog: pytest.LogCap
 
 
 def test_readiness_bytes_where_io_uring_is_refused() -> None:
-    proc = run_python("""
+    proc = run_python(
+        """
         import socket, warnings, trio, trio_uring
         from trio_uring.socket import from_stdlib_socket
         warnings.simplefilter("ignore")
@@ -96,7 +97,9 @@ def test_readiness_bytes_where_io_uring_is_refused() -> None:
             s = trio_uring.statistics()
             print(s.backend, s.ring, s.bytes_readiness, s.bytes_multishot + s.bytes_plain_recv)
         trio.run(main)
-    """, refuse={"setup": errno.EPERM})
+    """,
+        refuse={"setup": errno.EPERM},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["epoll", "False", "3", "0"]
 

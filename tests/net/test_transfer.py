@@ -20,8 +20,7 @@ BLOCK = os.urandom(MiB)
 def payload(conn: int, direction: int, nblocks: int) -> Any:
     """Distinct 1 MiB blocks: a header (connection, direction, index) on shared random bytes."""
     for k in range(nblocks):
-        yield (conn.to_bytes(4, "big") + direction.to_bytes(4, "big") + k.to_bytes(8, "big")
-               + BLOCK[16:])
+        yield (conn.to_bytes(4, "big") + direction.to_bytes(4, "big") + k.to_bytes(8, "big") + BLOCK[16:])
 
 
 def expected(conn: int, direction: int, nblocks: int) -> bytes:
@@ -44,8 +43,11 @@ async def drain(stream: UringSocketStream) -> bytes:
     return h.digest()
 
 
-@pytest.mark.parametrize(("runner", "total_mib"), [(trio_uring.run, 256), (trio.run, 64)],
-                         ids=["trio_uring.run-256MiB", "trio.run-64MiB"])
+@pytest.mark.parametrize(
+    ("runner", "total_mib"),
+    [(trio_uring.run, 256), (trio.run, 64)],
+    ids=["trio_uring.run-256MiB", "trio.run-64MiB"],
+)
 def test_bulk_both_directions_byte_exact(runner: Callable[..., Any], total_mib: int) -> None:
     conns = 16
     per_conn = total_mib // conns
@@ -179,4 +181,4 @@ def test_recv_into_through_every_phase(runner: Callable[..., Any]) -> None:
 async def _send_all(sock: Any, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[await sock.send(view):]
+        view = view[await sock.send(view) :]

@@ -39,7 +39,8 @@ def _compiler() -> Any:
 
 
 def test_missing_liburing_stops_the_build_with_one_line_naming_the_packages(
-        capfd: pytest.CaptureFixture[str]) -> None:
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     build = _native_build()
     with pytest.raises(SystemExit) as info:
         build.check_build_deps(_compiler(), header="liburing_absent_for_this_test.h")
@@ -59,8 +60,13 @@ def test_version_is_typed_once_and_reported_by_the_cli() -> None:
     assert "version" not in project
     assert "version" in project["dynamic"]
     assert importlib.metadata.version("trio-uring") == trio_uring.__version__
-    out = subprocess.run([sys.executable, "-m", "trio_uring", "--version"], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "trio_uring", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     assert out.strip() == f"trio-uring {trio_uring.__version__}"
 
 
@@ -75,28 +81,54 @@ def test_the_pth_hook_is_installed_and_inert_without_the_variable() -> None:
     site_files = [Path(p) / "trio_uring.pth" for p in sys.path if p.endswith("site-packages")]
     assert any(f.exists() for f in site_files), "trio_uring.pth is not installed beside the package"
     env = {k: v for k, v in os.environ.items() if k != "TRIO_URING"}
-    out = subprocess.run([sys.executable, "-c", "import sys; print('trio_uring' in sys.modules)"],
-                         capture_output=True, text=True, env=env, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; print('trio_uring' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    ).stdout
     assert out.strip() == "False"  # nothing imported at interpreter start unless asked
 
 
 @pytest.mark.parametrize("value", ["0", "off", ""])
 def test_the_pth_hook_stays_out_when_switched_off(value: str) -> None:
     env = {**os.environ, "TRIO_URING": value}
-    out = subprocess.run([sys.executable, "-c", "import sys; print('trio_uring' in sys.modules)"],
-                         capture_output=True, text=True, env=env, check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; print('trio_uring' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "False" and not out.stderr
 
 
 def test_the_env_switch_installs_io_uring_for_plain_trio_runs() -> None:
-    code = ("import trio, trio_uring\n"
-            "async def main():\n"
-            "    s = trio.socket.socket(); s.close()\n"
-            "    print(trio_uring.backend(), type(s).__name__)\n"
-            "trio.run(main)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
-                         env={**os.environ, "TRIO_URING": "1"})
+    code = (
+        "import trio, trio_uring\n"
+        "async def main():\n"
+        "    s = trio.socket.socket(); s.close()\n"
+        "    print(trio_uring.backend(), type(s).__name__)\n"
+        "trio.run(main)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "TRIO_URING": "1"},
+    )
     assert out.stdout.split() == ["io_uring", "UringSocket"]
-    bad = subprocess.run([sys.executable, "-c", "pass"], capture_output=True, text=True, check=True,
-                         timeout=60, env={**os.environ, "TRIO_URING": "maybe"})
+    bad = subprocess.run(
+        [sys.executable, "-c", "pass"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "TRIO_URING": "maybe"},
+    )
     assert "ignoring TRIO_URING='maybe'" in bad.stderr

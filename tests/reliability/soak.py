@@ -150,9 +150,16 @@ class SoakReport:
         return next(c for c in self.checks if c.name == name)
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "baseline": asdict(self.baseline), "final": asdict(self.final),
-                "samples": [asdict(s) for s in self.samples], "checks": [asdict(c) for c in self.checks],
-                "counters": self.counters, "failures": self.failures, "ok": self.ok}
+        return {
+            "config": asdict(self.config),
+            "baseline": asdict(self.baseline),
+            "final": asdict(self.final),
+            "samples": [asdict(s) for s in self.samples],
+            "checks": [asdict(c) for c in self.checks],
+            "counters": self.counters,
+            "failures": self.failures,
+            "ok": self.ok,
+        }
 
 
 # ---- measuring ---------------------------------------------------------------------------------
@@ -185,8 +192,11 @@ def pool_occupancy() -> tuple[int | None, int | None, int | None]:
     in_kernel = getattr(pool, "in_kernel", None)
     refs = getattr(pool, "_refs", None)
     pinned = sum(1 for r in refs if r) if isinstance(refs, list) else None
-    return (entries if isinstance(entries, int) else None, in_kernel if isinstance(in_kernel, int) else None,
-            pinned)
+    return (
+        entries if isinstance(entries, int) else None,
+        in_kernel if isinstance(in_kernel, int) else None,
+        pinned,
+    )
 
 
 # ---- the load ------------------------------------------------------------------------------------
@@ -209,10 +219,19 @@ class _Load:
     def sample(self) -> Sample:
         st = _status_kib("VmRSS", "VmSize")
         entries, in_kernel, pinned = pool_occupancy()
-        return Sample(t=round(time.monotonic() - self.t0, 2), rss_kib=st["VmRSS"], vmsize_kib=st["VmSize"],
-                      fds=_fd_count(), pool_entries=entries, pool_in_kernel=in_kernel, pool_pinned=pinned,
-                      active=self.active, conns=self.counters["connections"],
-                      mib=round(self.bytes / MiB, 1), failures=sum(self.failures.values()))
+        return Sample(
+            t=round(time.monotonic() - self.t0, 2),
+            rss_kib=st["VmRSS"],
+            vmsize_kib=st["VmSize"],
+            fds=_fd_count(),
+            pool_entries=entries,
+            pool_in_kernel=in_kernel,
+            pool_pinned=pinned,
+            active=self.active,
+            conns=self.counters["connections"],
+            mib=round(self.bytes / MiB, 1),
+            failures=sum(self.failures.values()),
+        )
 
     # ---- server --------------------------------------------------------------------------------
     async def handler(self, stream: UringSocketStream) -> None:
@@ -266,8 +285,10 @@ class _Load:
         self.bytes += got
         ok = got == size and h.digest() == want
         if not ok:
-            self.fail(f"server: {'zc' if zc else 'bulk'} upload{' early' if early else ''} "
-                      f"{'short' if got != size else 'corrupt'}")
+            self.fail(
+                f"server: {'zc' if zc else 'bulk'} upload{' early' if early else ''} "
+                f"{'short' if got != size else 'corrupt'}"
+            )
         await stream.send_all(b"OK" if ok else b"NO")
 
     async def _zc_drain(self, stream: UringSocketStream, h: Any, early: int) -> tuple[int, int]:
@@ -302,8 +323,13 @@ class _Load:
     async def churn_worker(self) -> None:
         while not self.stop.is_set():
             r = self.rng.random()
-            how = "rst" if r < self.cfg.rst_fraction else "drop" if r < self.cfg.rst_fraction + \
-                self.cfg.drop_fraction else "close"
+            how = (
+                "rst"
+                if r < self.cfg.rst_fraction
+                else "drop"
+                if r < self.cfg.rst_fraction + self.cfg.drop_fraction
+                else "close"
+            )
             await self._guard(f"churn {how}", self._churn_one(how))
             await trio.sleep(self.rng.random() * 0.01)
 
@@ -391,8 +417,10 @@ class _Load:
                     h.update(data)
                     got += len(data)
             if got != size or h.digest() != want:
-                self.fail(f"client: {'zc' if zc else 'bulk'} download{' early' if early else ''} "
-                          f"{'short' if got != size else 'corrupt'}")
+                self.fail(
+                    f"client: {'zc' if zc else 'bulk'} download{' early' if early else ''} "
+                    f"{'short' if got != size else 'corrupt'}"
+                )
             else:
                 self.counters["download_ok"] += 1
         finally:
@@ -484,12 +512,19 @@ def _slope_per_min(ts: list[float], ys: list[float]) -> float:
     return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / var
 
 
-def judge(cfg: SoakConfig, samples: list[Sample], baseline: Sample, final: Sample, *,
-          load_failures: dict[str, int], counters: dict[str, int]) -> list[Check]:
+def judge(
+    cfg: SoakConfig,
+    samples: list[Sample],
+    baseline: Sample,
+    final: Sample,
+    *,
+    load_failures: dict[str, int],
+    counters: dict[str, int],
+) -> list[Check]:
     """The checks of the module docstring; ``samples`` may end with ``final``."""
     checks: list[Check] = []
     body = samples[:-1] if samples and samples[-1] is final else samples  # the loaded part
-    steady = body[int(len(body) * cfg.warmup_fraction):]
+    steady = body[int(len(body) * cfg.warmup_fraction) :]
     third = max(1, len(steady) // 3)
     first, last = steady[:third], steady[-third:]
     if len(steady) >= 6:
@@ -497,45 +532,87 @@ def judge(cfg: SoakConfig, samples: list[Sample], baseline: Sample, final: Sampl
         med = statistics.median
         step = (med(s.rss_kib for s in last) - med(s.rss_kib for s in first)) / 1024
         ok = not (slope > cfg.rss_slope_mib_per_min and step > cfg.rss_step_mib)
-        checks.append(Check("rss flat", ok,
-                            f"slope {slope:+.2f} MiB/min (limit {cfg.rss_slope_mib_per_min}), "
-                            f"last-third median {step:+.1f} MiB vs first third (limit {cfg.rss_step_mib})"))
+        checks.append(
+            Check(
+                "rss flat",
+                ok,
+                f"slope {slope:+.2f} MiB/min (limit {cfg.rss_slope_mib_per_min}), "
+                f"last-third median {step:+.1f} MiB vs first third (limit {cfg.rss_step_mib})",
+            )
+        )
         vstep = (max(s.vmsize_kib for s in last) - max(s.vmsize_kib for s in first)) / 1024
-        checks.append(Check("vmsize flat", vstep <= cfg.vmsize_step_mib,
-                            f"last-third peak {vstep:+.1f} MiB vs first third (limit {cfg.vmsize_step_mib})"))
+        checks.append(
+            Check(
+                "vmsize flat",
+                vstep <= cfg.vmsize_step_mib,
+                f"last-third peak {vstep:+.1f} MiB vs first third (limit {cfg.vmsize_step_mib})",
+            )
+        )
     else:
         checks.append(Check("rss flat", None, f"only {len(steady)} samples after warm-up"))
         checks.append(Check("vmsize flat", None, f"only {len(steady)} samples after warm-up"))
-    checks.append(Check("fds back to baseline", final.fds == baseline.fds,
-                        f"baseline {baseline.fds}, final {final.fds}, peak {max(s.fds for s in samples)}"))
+    checks.append(
+        Check(
+            "fds back to baseline",
+            final.fds == baseline.fds,
+            f"baseline {baseline.fds}, final {final.fds}, peak {max(s.fds for s in samples)}",
+        )
+    )
     if final.pool_in_kernel is not None and final.pool_entries is not None:
-        checks.append(Check("pool back in kernel", final.pool_in_kernel == final.pool_entries,
-                            f"in_kernel {final.pool_in_kernel} of {final.pool_entries} at the end"))
+        checks.append(
+            Check(
+                "pool back in kernel",
+                final.pool_in_kernel == final.pool_entries,
+                f"in_kernel {final.pool_in_kernel} of {final.pool_entries} at the end",
+            )
+        )
     elif final.pool_pinned is not None:
-        checks.append(Check("pool back in kernel", final.pool_pinned == 0,
-                            f"in_kernel n/a; {final.pool_pinned} of {final.pool_entries} buffers still "
-                            "referenced by a socket at the end (estimate from the pool's refcounts)"))
+        checks.append(
+            Check(
+                "pool back in kernel",
+                final.pool_pinned == 0,
+                f"in_kernel n/a; {final.pool_pinned} of {final.pool_entries} buffers still "
+                "referenced by a socket at the end (estimate from the pool's refcounts)",
+            )
+        )
     else:
         checks.append(Check("pool back in kernel", None, "in_kernel n/a"))
-    checks.append(Check("all connections closed", final.active == 0,
-                        f"{final.active} server connections open"))
+    checks.append(
+        Check("all connections closed", final.active == 0, f"{final.active} server connections open")
+    )
     integrity = {k: v for k, v in load_failures.items() if "short" in k or "corrupt" in k or "mismatch" in k}
     # Receivers that leave their block early are judged on their own: a loss there is one
     # known kind of bug and must not hide (or be hidden by) corruption anywhere else.
     early = {k: v for k, v in integrity.items() if "early" in k}
     rest = {k: v for k, v in integrity.items() if k not in early}
-    checks.append(Check("data intact", not rest,
-                        ", ".join(f"{k}: {v}" for k, v in sorted(rest.items())) or "every byte checked"))
+    checks.append(
+        Check(
+            "data intact",
+            not rest,
+            ", ".join(f"{k}: {v}" for k, v in sorted(rest.items())) or "every byte checked",
+        )
+    )
     n_early = counters.get("zc_server_early", 0) + counters.get("zc_client_early", 0)
     lost = ", ".join(f"{k}: {v}" for k, v in sorted(early.items())) or "every byte checked"
-    checks.append(Check("data intact after early receiver exit", not early,
-                        f"{lost} ({n_early} receivers left early)"))
+    checks.append(
+        Check("data intact after early receiver exit", not early, f"{lost} ({n_early} receivers left early)")
+    )
     other = {k: v for k, v in load_failures.items() if k not in integrity}
-    checks.append(Check("no unexpected errors", not other,
-                        ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none"))
+    checks.append(
+        Check(
+            "no unexpected errors",
+            not other,
+            ", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "none",
+        )
+    )
     dropped, collected = counters.get("churn_drop", 0), counters.get("dropped_collected", 0)
-    checks.append(Check("dropped streams collected", collected == dropped,
-                        f"{collected} of {dropped} dropped client streams were garbage collected"))
+    checks.append(
+        Check(
+            "dropped streams collected",
+            collected == dropped,
+            f"{collected} of {dropped} dropped client streams were garbage collected",
+        )
+    )
     return checks
 
 
@@ -577,17 +654,21 @@ def _fmt(v: int | None) -> str:
 
 
 def format_report(rep: SoakReport, rows: int = 24) -> str:
-    lines = [f"{'t s':>7} {'rss MiB':>8} {'vm MiB':>8} {'fds':>5} {'pool':>5} {'in_kern':>7} {'pinned':>6} "
-             f"{'active':>6} {'conns':>7} {'MiB':>8} {'fail':>5}"]
+    lines = [
+        f"{'t s':>7} {'rss MiB':>8} {'vm MiB':>8} {'fds':>5} {'pool':>5} {'in_kern':>7} {'pinned':>6} "
+        f"{'active':>6} {'conns':>7} {'MiB':>8} {'fail':>5}"
+    ]
     samples = rep.samples
     step = max(1, math.ceil(len(samples) / rows))
     shown = [rep.baseline, *samples[::step]]
     if samples and shown[-1] is not samples[-1]:
         shown.append(samples[-1])
     for s in shown:
-        lines.append(f"{s.t:7.1f} {s.rss_kib / 1024:8.1f} {s.vmsize_kib / 1024:8.1f} {s.fds:5d} "
-                     f"{_fmt(s.pool_entries):>5} {_fmt(s.pool_in_kernel):>7} {_fmt(s.pool_pinned):>6} "
-                     f"{s.active:6d} {s.conns:7d} {s.mib:8.1f} {s.failures:5d}")
+        lines.append(
+            f"{s.t:7.1f} {s.rss_kib / 1024:8.1f} {s.vmsize_kib / 1024:8.1f} {s.fds:5d} "
+            f"{_fmt(s.pool_entries):>5} {_fmt(s.pool_in_kernel):>7} {_fmt(s.pool_pinned):>6} "
+            f"{s.active:6d} {s.conns:7d} {s.mib:8.1f} {s.failures:5d}"
+        )
     lines.append("(first row: baseline before the load; last row: after the load, everything closed)")
     lines.append("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(rep.counters.items())))
     for c in rep.checks:

@@ -79,6 +79,7 @@ def _message(rng: random.Random) -> bytes:
 
 # ---- the cases ------------------------------------------------------------------------------------------
 
+
 async def case_recv(rng: random.Random) -> None:
     tx, rx = uring_pair()
     msg = _message(rng)
@@ -215,6 +216,7 @@ async def case_connect(rng: random.Random, listener: UringSocketListener, port: 
 
 
 # ---- the driver -----------------------------------------------------------------------------------------
+
 
 def _fuzz(runner: Runner, seed: int) -> int:
     rng = random.Random(seed)

@@ -78,7 +78,7 @@ def test_reset_in_the_middle_of_a_bulk_transfer(run: Runner, no_fd_leak: None) -
                 with trio.move_on_after(0.2):  # fill the pipe while the consumer is not reading
                     while sent < len(data):
                         try:
-                            sent += peer.send(data[sent:sent + 65536])
+                            sent += peer.send(data[sent : sent + 65536])
                         except BlockingIOError:
                             await trio.sleep(0.001)
                 got = bytearray()
@@ -155,7 +155,7 @@ def test_a_thousand_slow_connections_over_sixteen_buffers(many_fds: None) -> Non
 
         async def sender(tx: UringSocketStream, data: bytes) -> None:
             for k in range(0, len(data), 1000):
-                await tx.send_all(data[k:k + 1000])
+                await tx.send_all(data[k : k + 1000])
                 await trio.sleep(0)
             await tx.aclose()
 
@@ -226,7 +226,8 @@ def test_completion_queue_overflow_loses_nothing() -> None:
 def test_low_memlock_limit_runs_or_says_why() -> None:
     """RLIMIT_MEMLOCK of 64 KiB: rings (not charged since Linux 5.12) and copy-mode buffers
     work; where the kernel charges memlock the error names ``ulimit -l``."""
-    res = run_python("""
+    res = run_python(
+        """
 import resource, socket, trio, trio_uring
 from trio_uring.socket import from_stdlib_socket
 resource.setrlimit(resource.RLIMIT_MEMLOCK, (65536, 65536))
@@ -246,7 +247,9 @@ try:
     trio_uring.run(main)
 except (trio_uring.UringUnavailable, OSError) as exc:
     print("ERROR", exc)
-""", timeout=60)
+""",
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert "OK io_uring" in res.stdout or ("ulimit -l" in res.stdout or "MEMLOCK" in res.stdout), res.stdout
 

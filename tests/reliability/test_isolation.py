@@ -64,6 +64,7 @@ async def _arm_and_queue(sock: UringSocketStream, peer: UringSocketStream, data:
 
 # ---- 1. a closed stream's receiver never reads another connection ---------------------------------
 
+
 def test_receiver_of_a_closed_socket_wakes_and_never_reads_the_next_connection(run: Runner) -> None:
     async def main() -> None:
         tx, rxs = uring_pair()
@@ -96,6 +97,7 @@ def test_receiver_of_a_closed_socket_wakes_and_never_reads_the_next_connection(r
 
 
 # ---- 2. idle readers cannot starve the shared pool --------------------------------------------------
+
 
 def test_idle_readers_cannot_starve_an_unrelated_connection() -> None:
     """80 handlers stop reading while their peers send ~210 KB each (below max_pending);
@@ -234,6 +236,7 @@ def test_socket_collected_without_close_returns_its_buffers_and_ends_the_connect
 
 # ---- 3. a failed zcrx registration does not keep receivers alive -------------------------------------
 
+
 def test_cached_registration_error_keeps_no_receiver_alive() -> None:
     """auto mode where zcrx registration fails, one receiver per connection: the remembered
     error is re-raised fresh, so closed receivers and their areas are freed."""
@@ -264,6 +267,7 @@ def test_cached_registration_error_keeps_no_receiver_alive() -> None:
 
 
 # ---- 4. leaving a receiver early gives back what it took -------------------------------------------
+
 
 def test_leaving_a_receiver_early_gives_undelivered_data_back_to_the_stream(run: Runner) -> None:
     async def main() -> None:
@@ -306,6 +310,7 @@ def test_leaving_after_end_of_stream_keeps_the_end_for_the_stream(run: Runner) -
 
 # ---- 5. a run that ends with a listener open -------------------------------------------------------
 
+
 def test_run_ending_with_a_listener_open_loses_no_connection(run: Runner, no_fd_leak: None) -> None:
     """A run ends with a listener open and connections waiting: no TrioInternalError, no fd
     accepted behind anyone's back, and the next run accepts every waiting connection."""
@@ -317,6 +322,7 @@ def test_run_ending_with_a_listener_open_loses_no_connection(run: Runner, no_fd_
         await lsock.bind(("127.0.0.1", 0))
         lsock.listen()
         c0 = stdsocket.create_connection(lsock.getsockname())
+
         async def accept_one() -> None:
             await (await listener.accept()).aclose()
 
@@ -352,6 +358,7 @@ def test_run_ending_with_a_listener_open_loses_no_connection(run: Runner, no_fd_
 
 # ---- 6. one consumer per resource ------------------------------------------------------------------
 
+
 def test_second_consumers_get_busy_resource_error(run: Runner) -> None:
     async def main() -> None:
         listeners = await trio_uring.open_tcp_listeners(0, host="127.0.0.1")
@@ -377,6 +384,7 @@ def test_second_consumers_get_busy_resource_error(run: Runner) -> None:
 
 
 # ---- 7. recv flags see data already in user memory --------------------------------------------------
+
 
 def test_recv_flags_apply_to_queued_data() -> None:
     async def main() -> None:
@@ -439,6 +447,7 @@ def test_recv_into_checks_its_arguments_before_receiving(run: Runner) -> None:
 
 # ---- 8. a socket used in a later run ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("second", ["trio_uring.run", "trio.run"])
 def test_socket_armed_in_one_run_works_in_the_next(second: str) -> None:
     tx, rxs = uring_pair()
@@ -487,6 +496,7 @@ def test_listener_armed_in_one_run_accepts_in_the_next() -> None:
 
 # ---- 9. a dropped stream's peer sees the end ---------------------------------------------------------
 
+
 def test_dropped_stream_peer_sees_eof(run: Runner) -> None:
     async def main() -> None:
         tx, rxs = uring_pair()
@@ -505,6 +515,7 @@ def test_dropped_stream_peer_sees_eof(run: Runner) -> None:
 
 
 # ---- 10. the socket layer without io_uring ------------------------------------------------------------
+
 
 def test_sockets_work_where_io_uring_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     """As inside ``trio_uring.run(fallback=True)`` on stock trio: readiness-based I/O."""
@@ -577,7 +588,8 @@ def test_auto_mode_rounds_an_odd_area_size() -> None:
 def test_servers_run_on_readiness_where_seccomp_refuses_io_uring(refused: str) -> None:
     """Library mode and ``trio_uring.run(fallback=True)``: serve_tcp, streams, socketpair and
     accept work on trio's readiness API, with one warning per run naming the reason."""
-    res = run_python("""
+    res = run_python(
+        """
 import functools, warnings, trio, trio_uring
 
 async def echo(stream):
@@ -605,13 +617,17 @@ with warnings.catch_warnings(record=True) as caught:
     print("FALLBACK", trio_uring.run(main, fallback=True))
 print("WARNINGS", len([w for w in caught if issubclass(w.category, RuntimeWarning)]))
 print("REASON", "seccomp" in str(caught[0].message) or "io_uring_" in str(caught[0].message))
-""", refuse={refused: errno.EPERM}, timeout=60)
+""",
+        refuse={refused: errno.EPERM},
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     assert "PLAIN epoll" in res.stdout and "FALLBACK epoll" in res.stdout
     assert "WARNINGS 2" in res.stdout and "REASON True" in res.stdout  # one per run
 
 
 # ---- found by the second adversarial pass ---------------------------------------------------------------
+
 
 def test_op_queued_on_a_closed_socket_never_reaches_the_fd_numbers_next_owner(run: Runner) -> None:
     """A send queued as an SQE (socket full), then the socket closed and its fd number
@@ -911,6 +927,7 @@ def test_closing_a_socket_looks_at_its_own_ops_and_the_index_empties() -> None:
 
 
 # ---- found by the third adversarial pass: other threads, notify_closing ----------------------------------
+
 
 def test_socket_dropped_in_another_thread_is_handed_back_to_its_run(run: Runner) -> None:
     async def main() -> None:

@@ -151,21 +151,25 @@ async def exercise_ops() -> None:
 # ---- refused for real, in a child process -------------------------------------------------------
 @pytest.mark.parametrize("refused", SYSCALLS)
 def test_run_raises_naming_the_syscall_and_remedy(refused: str) -> None:
-    out = child("""
+    out = child(
+        """
 import trio, trio_uring
 try:
     trio_uring.run(trio.sleep, 0)
 except trio_uring.UringUnavailable as exc:
     print("ERRNO", exc.errno)
     print("MSG", exc)
-""", refused)
+""",
+        refused,
+    )
     assert "ERRNO 1" in out
     assert f"io_uring_{refused}" in out and REMEDY in out and "Docker" in out, out
 
 
 @pytest.mark.parametrize("refused", SYSCALLS)
 def test_run_falls_back_with_one_warning(refused: str) -> None:
-    out = child("""
+    out = child(
+        """
 import warnings, trio, trio_uring
 from trio_uring import lowlevel as ll
 async def main():
@@ -177,14 +181,17 @@ with warnings.catch_warnings(record=True) as w:
     print("BACKEND", trio_uring.run(main, fallback=True))
 print("WARNINGS", [(x.category.__name__, str(x.message)) for x in w])
 print("COUNT", len(w))
-""", refused)
+""",
+        refused,
+    )
     assert "BACKEND epoll" in out and "COUNT 1" in out, out
     assert "RuntimeWarning" in out and "running on stock trio" in out and f"io_uring_{refused}" in out
 
 
 @pytest.mark.parametrize("refused", SYSCALLS)
 def test_failed_attempts_leak_no_fds(refused: str) -> None:
-    out = child("""
+    out = child(
+        """
 import os, warnings, trio, trio_uring
 from trio_uring._core import _plain
 def fds():
@@ -206,13 +213,16 @@ for _ in range(20):
         trio_uring.run(trio.sleep, 0, fallback=True)
     trio.run(plain)
 print("LEAKED", fds() - before)
-""", refused)
+""",
+        refused,
+    )
     assert "LEAKED 0" in out, out
 
 
 @pytest.mark.parametrize("refused", SYSCALLS)
 def test_trio_run_works_after_refusal(refused: str) -> None:
-    out = child("""
+    out = child(
+        """
 import warnings, trio, trio_uring
 from trio_uring import lowlevel as ll
 async def which():
@@ -234,7 +244,9 @@ with warnings.catch_warnings(record=True) as w:
     with ll.install_io_manager(fallback=True):
         print("INSTALLED FALLBACK", trio.run(which))
 print("COUNT", len(w), [str(x.message)[:30] for x in w])
-""", refused)
+""",
+        refused,
+    )
     assert "REFUSED\nAFTER epoll" in out, out
     assert "INSTALLED REFUSED True\nAFTER INSTALL epoll" in out, out
     assert "INSTALLED FALLBACK epoll\nCOUNT 1" in out, out
@@ -242,7 +254,8 @@ print("COUNT", len(w), [str(x.message)[:30] for x in w])
 
 @pytest.mark.parametrize("refused", SYSCALLS)
 def test_plain_run_caches_the_refusal_and_ops_use_readiness(refused: str) -> None:
-    out = child("""
+    out = child(
+        """
 import warnings, trio, trio_uring
 from trio_uring._core import _plain
 from tests.reliability.test_refused import exercise_ops
@@ -268,7 +281,9 @@ async def main():
     print("EXISTING", _plain.existing_driver())
 trio.run(main)
 print("ATTEMPTS AFTER", attempts)
-""", refused)
+""",
+        refused,
+    )
     assert out.count("RAISED UringUnavailable True") == 2, out
     assert "ATTEMPTS 1\n" in out and "ATTEMPTS AFTER 1" in out, out
     assert f"WARNINGS 1 {UNAVAILABLE}" in out, out
@@ -285,17 +300,23 @@ def refused(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """Make one io_uring syscall fail with EPERM for every ring of this process."""
     name: str = request.param
     if name == "setup":
+
         def setup(*args: Any, **kwargs: Any) -> None:
             raise _plain_setup_refusal()
+
         monkeypatch.setattr(Ring, "__init__", setup)
         monkeypatch.setattr(Ring, "__del__", lambda self: None)
     elif name == "register":
+
         def register(self: Ring, fd: int) -> None:
             raise _eperm("IORING_REGISTER_EVENTFD")
+
         monkeypatch.setattr(Ring, "register_eventfd", register)
     else:
+
         def submit(self: Ring) -> int:
             raise _eperm("io_uring_enter")
+
         monkeypatch.setattr(Ring, "submit", submit)
     yield name
 
@@ -395,6 +416,7 @@ def test_plain_driver_refused_is_cached_per_run(refused: str, monkeypatch: pytes
 @pytest.fixture
 def no_uring(monkeypatch: pytest.MonkeyPatch) -> None:
     """io_uring unavailable for the plain driver of this process's runs."""
+
     def refuse(*args: Any, **kwargs: Any) -> Ring:
         raise trio_uring.UringUnavailable("io_uring_setup refused (test)", errno=errno.EPERM)
 

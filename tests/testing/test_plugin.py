@@ -19,7 +19,7 @@ trio_mode = true
 """
 
 # Tests of the inner suites; every one asserts where it ran.
-SUITE = '''
+SUITE = """
 import pytest
 import trio
 import trio.testing
@@ -64,7 +64,7 @@ def test_sync_tests_are_untouched():
     sock = trio.socket.from_stdlib_socket(socket.socket())
     with sock:
         assert not isinstance(sock, UringSocket)
-'''
+"""
 
 
 def test_ini_switch_with_trio_mode(pytester: pytest.Pytester) -> None:
@@ -79,9 +79,8 @@ def test_command_line_switch_with_module_and_per_test_marks(pytester: pytest.Pyt
     pytester.makeini("[pytest]\n")
     pytester.makepyfile(
         test_module_mark="import pytest, trio_uring\n"
-                         "pytestmark = pytest.mark.trio(run=trio_uring.run)\n"
-                         + SUITE.replace("def test_sync", "def _sync"),
-        test_trio_run_mark=textwrap.dedent('''
+        "pytestmark = pytest.mark.trio(run=trio_uring.run)\n" + SUITE.replace("def test_sync", "def _sync"),
+        test_trio_run_mark=textwrap.dedent("""
             import pytest, trio, trio_uring
             from trio_uring.socket import UringSocket
 
@@ -92,14 +91,14 @@ def test_command_line_switch_with_module_and_per_test_marks(pytester: pytest.Pyt
                 a, b = trio.socket.socketpair()
                 with a, b:
                     assert isinstance(a, UringSocket)
-        '''),
-        test_per_test=textwrap.dedent('''
+        """),
+        test_per_test=textwrap.dedent("""
             import pytest, trio_uring
 
             @pytest.mark.trio
             async def test_per_test_mark():
                 assert trio_uring.backend() == "io_uring"
-        '''),
+        """),
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "--trio-uring")
     result.assert_outcomes(passed=6)
@@ -107,14 +106,16 @@ def test_command_line_switch_with_module_and_per_test_marks(pytester: pytest.Pyt
 
 def test_off_by_default(pytester: pytest.Pytester) -> None:
     pytester.makeini(TRIO_MODE_INI.format(extra=""))
-    pytester.makepyfile(test_off="import trio_uring\n\nasync def test_stock():\n"
-                                  "    assert trio_uring.backend() == 'epoll'\n")
+    pytester.makepyfile(
+        test_off="import trio_uring\n\nasync def test_stock():\n    assert trio_uring.backend() == 'epoll'\n"
+    )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 def test_fixtures_for_users_suites(pytester: pytest.Pytester) -> None:
     pytester.makeini(TRIO_MODE_INI.format(extra="trio_uring = true"))
-    pytester.makepyfile(test_fixtures=textwrap.dedent('''
+    pytester.makepyfile(
+        test_fixtures=textwrap.dedent("""
         import trio_uring
 
         async def test_stream_pair(uring_stream_pair):
@@ -128,7 +129,8 @@ def test_fixtures_for_users_suites(pytester: pytest.Pytester) -> None:
             with await zc_receiver.receive() as lease:
                 assert bytes(lease.data) == b"lease me"
             assert zc_receiver.mode in ("zcrx", "zcrx-nodev", "copy")
-    '''))
+    """)
+    )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
@@ -142,7 +144,8 @@ def test_bad_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 def _seccomp_suite(tmp_path: Path, switch: str) -> tuple[int, str]:
     (tmp_path / "pytest.ini").write_text(TRIO_MODE_INI.format(extra=""))
-    (tmp_path / "test_refused.py").write_text(textwrap.dedent('''
+    (tmp_path / "test_refused.py").write_text(
+        textwrap.dedent("""
         import trio, trio_uring
 
         async def test_runs(autojump_clock):
@@ -160,11 +163,15 @@ def _seccomp_suite(tmp_path: Path, switch: str) -> tuple[int, str]:
 
         async def test_zero_copy_needs_io_uring(zc_receiver):
             raise AssertionError("skipped: a receiver cannot exist without io_uring")
-    '''))
-    proc = run_python(f"""
+    """)
+    )
+    proc = run_python(
+        f"""
         import sys, pytest
         sys.exit(pytest.main([{str(tmp_path)!r}, "-p", "no:cacheprovider", "-rA", {switch!r}]))
-    """, refuse={"setup": errno.EPERM})
+    """,
+        refuse={"setup": errno.EPERM},
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 

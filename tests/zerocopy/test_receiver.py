@@ -55,8 +55,11 @@ def digest(total: int, seed: int = 0) -> bytes:
     return h.digest()
 
 
-@pytest.mark.parametrize(("runner", "total"), [(trio_uring.run, 256 * MiB), (trio.run, 64 * MiB)],
-                         ids=["trio_uring.run-256MiB", "trio.run-64MiB"])
+@pytest.mark.parametrize(
+    ("runner", "total"),
+    [(trio_uring.run, 256 * MiB), (trio.run, 64 * MiB)],
+    ids=["trio_uring.run-256MiB", "trio.run-64MiB"],
+)
 def test_byte_exact_bulk_transfer(runner: Runner, total: int) -> None:
     stats: list[Any] = []
 

@@ -34,14 +34,32 @@ def test_struct_layout_matches_the_kernel_uapi() -> None:
     n = lib.tu_abi_layout(out, 64)
     # sizes and offsets from include/uapi/linux/io_uring(/zcrx).h
     assert list(out)[:n] == [
-        96, 8, 12, 16, 24, 32, 64, 68,  # io_uring_zcrx_ifq_reg
-        48, 16, 24, 28,                 # io_uring_zcrx_area_reg
-        64, 16, 24,                     # io_uring_region_desc
-        16, 8, 12,                      # io_uring_zcrx_rqe
-        16, 32, 72,                     # io_uring_zcrx_cqe, _offsets, zcrx_ctrl
-        40, 14,                         # io_uring_buf_reg (flags at 14)
-        64, 44,                         # io_uring_sqe, zcrx_ifq_idx at byte 44
-        16,                             # io_uring_cqe
+        96,
+        8,
+        12,
+        16,
+        24,
+        32,
+        64,
+        68,  # io_uring_zcrx_ifq_reg
+        48,
+        16,
+        24,
+        28,  # io_uring_zcrx_area_reg
+        64,
+        16,
+        24,  # io_uring_region_desc
+        16,
+        8,
+        12,  # io_uring_zcrx_rqe
+        16,
+        32,
+        72,  # io_uring_zcrx_cqe, _offsets, zcrx_ctrl
+        40,
+        14,  # io_uring_buf_reg (flags at 14)
+        64,
+        44,  # io_uring_sqe, zcrx_ifq_idx at byte 44
+        16,  # io_uring_cqe
     ]
 
 
@@ -53,15 +71,21 @@ def test_refill_entries_are_written_as_the_kernel_reads_them() -> None:
     # tail 6 with mask 7: entries land in slots 6, 7, 0 (wrap-around)
     assert lib.tu_zcrx_fill_rqes(rqes, 7, 6, token, 0x8000, offs, lens, 3) == 3
     assert [(rqes[i].off, rqes[i].len, rqes[i].__pad) for i in (6, 7, 0)] == [
-        (token | 0x5000, 4096, 0), (token | 0x1000, 100, 0), (token | 0x7000, 1, 0)]
+        (token | 0x5000, 4096, 0),
+        (token | 0x1000, 100, 0),
+        (token | 0x7000, 1, 0),
+    ]
 
 
-@pytest.mark.parametrize(("off", "length", "why"), [
-    ((1 << 48) | 0x1000, 100, "another area's token"),
-    (0x1000, 0, "zero length"),
-    (0x8000, 1, "past the area"),
-    (0x7F00, 0x200, "runs past the area"),
-])
+@pytest.mark.parametrize(
+    ("off", "length", "why"),
+    [
+        ((1 << 48) | 0x1000, 100, "another area's token"),
+        (0x1000, 0, "zero length"),
+        (0x8000, 1, "past the area"),
+        (0x7F00, 0x200, "runs past the area"),
+    ],
+)
 def test_bad_refill_entries_are_refused_before_the_kernel_sees_them(off: int, length: int, why: str) -> None:
     rqes = ffi.new("struct tu_zcrx_rqe[]", 4)
     offs = ffi.new("uint64_t[]", [0x1000, off])
@@ -154,8 +178,13 @@ assert libc.capset(hdr, data) == 0, ctypes.get_errno()
 
 
 def _without_net_admin(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _DROP_NET_ADMIN + code], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", _DROP_NET_ADMIN + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.skipif(not has_cap_net_admin(), reason="requires root (CAP_NET_ADMIN) to drop it")
@@ -189,14 +218,17 @@ trio_uring.run(main)
     assert "AUTO copy zcrx: zcrx needs CAP_NET_ADMIN" in res.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                    reason="requires root and iproute2 to make a network namespace with a veth pair")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="requires root and iproute2 to make a network namespace with a veth pair",
+)
 def test_veth_in_our_own_namespace_fails_with_eopnotsupp() -> None:
     ns = f"tu-zc-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "tuv0", "type", "veth", "peer", "name", "tuv1"],
-                       check=True)
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "tuv0", "type", "veth", "peer", "name", "tuv1"], check=True
+        )
         subprocess.run(["ip", "-n", ns, "link", "set", "tuv0", "up"], check=True)
         code = """
 import trio, trio_uring, socket
@@ -209,8 +241,13 @@ async def main():
         print("ERRNO", exc.errno, exc)
 trio_uring.run(main)
 """
-        res = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code], capture_output=True,
-                             text=True, timeout=60, check=False)
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert res.returncode == 0, res.stderr
         assert f"ERRNO {errno.EOPNOTSUPP} tuv0 cannot do zero-copy receive" in res.stdout
     finally:

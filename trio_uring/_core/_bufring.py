@@ -18,6 +18,7 @@ from ._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, Ring, _check_pow2
 
 __all__ = ["BufferRing", "alloc_slab"]
 
+
 def alloc_slab(nbytes: int) -> tuple[Any, memoryview]:
     """Page-aligned memory from C, freed when the last Python reference goes."""
     if not isinstance(nbytes, int) or nbytes <= 0:
@@ -36,8 +37,15 @@ class BufferRing:
     when the kernel has it; ``True`` requires it; ``False`` never uses it.
     """
 
-    def __init__(self, ring: Ring, *, entries: int = 64, buf_size: int = 16384,
-                 incremental: bool | None = None, bgid: int | None = None) -> None:
+    def __init__(
+        self,
+        ring: Ring,
+        *,
+        entries: int = 64,
+        buf_size: int = 16384,
+        incremental: bool | None = None,
+        bgid: int | None = None,
+    ) -> None:
         _check_pow2("entries", entries)
         if not isinstance(buf_size, int) or isinstance(buf_size, bool):
             raise TypeError(f"buf_size must be an int, not {type(buf_size).__name__}")
@@ -63,8 +71,11 @@ class BufferRing:
             if ret != -_errno.EINVAL:
                 break
         if ret < 0:
-            raise kernel_error(ret, "IORING_REGISTER_PBUF_RING", f"bgid={bgid}, entries={entries}"
-                               + (", incremental" if incremental else ""))
+            raise kernel_error(
+                ret,
+                "IORING_REGISTER_PBUF_RING",
+                f"bgid={bgid}, entries={entries}" + (", incremental" if incremental else ""),
+            )
         self.incremental = inc
         self._inc_offset = [0] * entries
         self._ptr: Any = out[0]
@@ -77,7 +88,7 @@ class BufferRing:
     def view(self, bid: int, offset: int, length: int) -> memoryview:
         """Read-only view of ``length`` bytes of buffer ``bid`` from ``offset``."""
         start = bid * self.buf_size + offset
-        return self.memory[start:start + length]
+        return self.memory[start : start + length]
 
     def take(self, res: int, flags: int) -> tuple[int, int, bool]:
         """Where a buffer-select CQE's ``res`` bytes are: ``(bid, offset, last)``.

@@ -36,4 +36,7 @@ def check_trio_version() -> None:
         warnings.warn(
             f"trio_uring.run is tested with trio {lo[0]}.{lo[1]} to {hi[0]}.{hi[1]}; this is trio "
             f"{trio.__version__}, running anyway. If something misbehaves, report it and pin "
-            f"trio<{hi[0]}.{hi[1] + 1} meanwhile.", RuntimeWarning, stacklevel=3)
+            f"trio<{hi[0]}.{hi[1] + 1} meanwhile.",
+            RuntimeWarning,
+            stacklevel=3,
+        )

@@ -13,8 +13,15 @@ _fell_back_before = threading.Event()
 
 
 class _Counters:
-    __slots__ = ("bytes_multishot", "bytes_plain_recv", "bytes_readiness", "bytes_receivers_closed",
-                 "receivers", "sockets_closed", "sockets_opened")
+    __slots__ = (
+        "bytes_multishot",
+        "bytes_plain_recv",
+        "bytes_readiness",
+        "bytes_receivers_closed",
+        "receivers",
+        "sockets_closed",
+        "sockets_opened",
+    )
 
     def __init__(self) -> None:
         self.sockets_opened = self.sockets_closed = 0

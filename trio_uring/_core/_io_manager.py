@@ -57,8 +57,9 @@ def check_coalesce_usec(value: Any) -> int:
     """``coalesce_usec`` as given, if valid: the kernel takes a u32, and a wait gathering
     completions for more than a second would stall every run that streams bulk data."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COALESCE_USEC:
-        raise ValueError(f"coalesce_usec must be an int between 0 and {MAX_COALESCE_USEC} (microseconds), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"coalesce_usec must be an int between 0 and {MAX_COALESCE_USEC} (microseconds), got {value!r}"
+        )
     return value
 
 

@@ -50,8 +50,9 @@ async def recv_into(fd: FdLike, buf: Any, nbytes: int | None = None, flags: int 
     if d is None:
         size = len(cbuf) if nbytes is None else min(nbytes, len(cbuf))
         ffi.release(cbuf)
-        return await _nonblocking(n, trio.lowlevel.wait_readable,
-                                  lambda s: s.recv_into(buf, size, flags | socket.MSG_DONTWAIT))
+        return await _nonblocking(
+            n, trio.lowlevel.wait_readable, lambda s: s.recv_into(buf, size, flags | socket.MSG_DONTWAIT)
+        )
     prep = functools.partial(d.ring.prep_recv, nbytes=nbytes, flags=flags)
     try:
         return await d.perform("recv", prep, n, cbuf, fd=n, keep=cbuf)
@@ -80,6 +81,7 @@ async def accept(fd: FdLike) -> tuple[int, Any]:
     n = _fd_of(fd)
     d = driver_or_none()
     if d is None:
+
         def accept_now(s: socket.socket) -> tuple[int, Any]:
             with _nonblocking_fd(n):  # a blocking listener must not block the thread
                 conn, peer = s.accept()  # accept4(SOCK_CLOEXEC); conn keeps the blocking mode
@@ -203,8 +205,9 @@ def _nonblocking_fd(n: int) -> Iterator[None]:
             os.set_blocking(n, True)
 
 
-async def _nonblocking(n: int, wait: Callable[[int], Awaitable[None]],
-                       call: Callable[[socket.socket], T]) -> T:
+async def _nonblocking(
+    n: int, wait: Callable[[int], Awaitable[None]], call: Callable[[socket.socket], T]
+) -> T:
     """trio's pattern: try ``call``; on ``BlockingIOError`` wait for readiness and retry.
 
     A cancellation lands only before the call or while waiting: the op then had no effect.

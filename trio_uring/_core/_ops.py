@@ -252,8 +252,9 @@ class OpDriver:
         return op
 
     # ---- single-shot ops ------------------------------------------------------------------
-    async def perform(self, name: str, prep: Callable[..., int], *args: Any,
-                      fd: int = -1, keep: Any = None) -> int:
+    async def perform(
+        self, name: str, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None
+    ) -> int:
         """Queue ``prep(*args, ud)``, wait for its completion, return ``res`` (>= 0).
 
         A negative result raises ``OSError`` naming ``name``. Starts with a cancellation
@@ -312,8 +313,14 @@ class OpDriver:
         return res
 
     # ---- multishot ops ----------------------------------------------------------------------
-    def start_multishot(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None,
-                        on_cqe: Callable[[int, int], None]) -> MultishotOp:
+    def start_multishot(
+        self,
+        prep: Callable[..., int],
+        *args: Any,
+        fd: int = -1,
+        keep: Any = None,
+        on_cqe: Callable[[int, int], None],
+    ) -> MultishotOp:
         """Start an op that completes many times; each CQE calls ``on_cqe(res, flags)``.
 
         The final CQE (no ``IORING_CQE_F_MORE``) also goes to ``on_cqe``; cancel with
@@ -321,8 +328,14 @@ class OpDriver:
         """
         return self._issue(MultishotOp(next(self._ids), fd, keep, on_cqe), prep, args)
 
-    def start_multishot32(self, prep: Callable[..., int], *args: Any, fd: int = -1, keep: Any = None,
-                          on_cqe32: Callable[[int, int, int], None]) -> BigMultishotOp:
+    def start_multishot32(
+        self,
+        prep: Callable[..., int],
+        *args: Any,
+        fd: int = -1,
+        keep: Any = None,
+        on_cqe32: Callable[[int, int, int], None],
+    ) -> BigMultishotOp:
         """:meth:`start_multishot` for CQE32 payloads: ``on_cqe32(res, flags, first_u64)``."""
         return self._issue(BigMultishotOp(next(self._ids), fd, keep, on_cqe32), prep, args)
 

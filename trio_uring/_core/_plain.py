@@ -122,8 +122,11 @@ def driver_or_none() -> OpDriver | None:
     except UringUnavailable as exc:
         if not _WARNED.get() and _ANNOUNCED is None:
             _WARNED.set(True)
-            warnings.warn(f"io_uring is unavailable, using trio's readiness-based IO: {exc}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"io_uring is unavailable, using trio's readiness-based IO: {exc}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return None
 
 
@@ -157,8 +160,9 @@ class _PlainDriver(trio.abc.Instrument):
             if not isinstance(exc, OSError):
                 raise
             if step == "eventfd":
-                raise UringUnavailable(f"no eventfd for the io_uring driver: {exc}",
-                                       errno=exc.errno) from None
+                raise UringUnavailable(
+                    f"no eventfd for the io_uring driver: {exc}", errno=exc.errno
+                ) from None
             detail = "IORING_REGISTER_EVENTFD" if step == "io_uring_register" else "the first submission"
             raise refused_error(step, exc.errno or 0, detail) from None
         self.driver = OpDriver(self.ring, on_queued=self._queued)

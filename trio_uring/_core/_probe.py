@@ -25,17 +25,28 @@ from ._ring import CQE_F_MORE, Ring, SetupFlags
 __all__ = ["ProbeReport", "probe"]
 
 _OPCODES = {
-    "NOP": lib.IORING_OP_NOP, "POLL_ADD": lib.IORING_OP_POLL_ADD, "SENDMSG": lib.IORING_OP_SENDMSG,
-    "TIMEOUT": lib.IORING_OP_TIMEOUT, "ACCEPT": lib.IORING_OP_ACCEPT,
-    "ASYNC_CANCEL": lib.IORING_OP_ASYNC_CANCEL, "CONNECT": lib.IORING_OP_CONNECT,
-    "CLOSE": lib.IORING_OP_CLOSE, "SEND": lib.IORING_OP_SEND, "RECV": lib.IORING_OP_RECV,
-    "SHUTDOWN": lib.IORING_OP_SHUTDOWN, "MSG_RING": lib.IORING_OP_MSG_RING,
-    "SEND_ZC": lib.IORING_OP_SEND_ZC, "RECV_ZC": lib.TU_IORING_OP_RECV_ZC,
+    "NOP": lib.IORING_OP_NOP,
+    "POLL_ADD": lib.IORING_OP_POLL_ADD,
+    "SENDMSG": lib.IORING_OP_SENDMSG,
+    "TIMEOUT": lib.IORING_OP_TIMEOUT,
+    "ACCEPT": lib.IORING_OP_ACCEPT,
+    "ASYNC_CANCEL": lib.IORING_OP_ASYNC_CANCEL,
+    "CONNECT": lib.IORING_OP_CONNECT,
+    "CLOSE": lib.IORING_OP_CLOSE,
+    "SEND": lib.IORING_OP_SEND,
+    "RECV": lib.IORING_OP_RECV,
+    "SHUTDOWN": lib.IORING_OP_SHUTDOWN,
+    "MSG_RING": lib.IORING_OP_MSG_RING,
+    "SEND_ZC": lib.IORING_OP_SEND_ZC,
+    "RECV_ZC": lib.TU_IORING_OP_RECV_ZC,
 }
 _FEATURES = {
-    "NODROP": lib.IORING_FEAT_NODROP, "FAST_POLL": lib.IORING_FEAT_FAST_POLL,
-    "EXT_ARG": lib.IORING_FEAT_EXT_ARG, "NATIVE_WORKERS": lib.IORING_FEAT_NATIVE_WORKERS,
-    "CQE_SKIP": lib.IORING_FEAT_CQE_SKIP, "RECVSEND_BUNDLE": lib.TU_IORING_FEAT_RECVSEND_BUNDLE,
+    "NODROP": lib.IORING_FEAT_NODROP,
+    "FAST_POLL": lib.IORING_FEAT_FAST_POLL,
+    "EXT_ARG": lib.IORING_FEAT_EXT_ARG,
+    "NATIVE_WORKERS": lib.IORING_FEAT_NATIVE_WORKERS,
+    "CQE_SKIP": lib.IORING_FEAT_CQE_SKIP,
+    "RECVSEND_BUNDLE": lib.TU_IORING_FEAT_RECVSEND_BUNDLE,
     "MIN_TIMEOUT": lib.TU_IORING_FEAT_MIN_TIMEOUT,  # wait coalescing (UringIOManager)
 }
 _SETUP_CHECKS = {
@@ -155,8 +166,9 @@ def _zcrx_attempt(flags: int) -> int:
         out = ffi.new("tu_zcrx **")
         info = ffi.new("struct tu_zcrx_info *")
         idx = socket.if_nametoindex("lo")
-        return int(lib.tu_zcrx_register(ring.native, 0 if flags else idx, 0, 64, flags, slab,
-                                        16 * 4096, out, info))
+        return int(
+            lib.tu_zcrx_register(ring.native, 0 if flags else idx, 0, 64, flags, slab, 16 * 4096, out, info)
+        )
 
 
 def probe() -> ProbeReport:
@@ -166,8 +178,14 @@ def probe() -> ProbeReport:
     ret = lib.tu_try_setup(0)
     if ret < 0:
         exc = setup_error(ret)
-        return ProbeReport(kernel=release, usable=False, reason=exc.reason, remedy=exc.remedy,
-                           errno=exc.errno, io_uring_disabled=disabled)
+        return ProbeReport(
+            kernel=release,
+            usable=False,
+            reason=exc.reason,
+            remedy=exc.remedy,
+            errno=exc.errno,
+            io_uring_disabled=disabled,
+        )
     setup = {name: lib.tu_try_setup(int(f)) == 0 for name, f in _SETUP_CHECKS.items()}
     ring = Ring(16)
     with ring:
@@ -185,8 +203,10 @@ def probe() -> ProbeReport:
     zc = _zcrx_attempt(0)
     cap = has_cap_net_admin()
     if zc == -_errno.EOPNOTSUPP:
-        zcrx = ("available: the kernel has zcrx; registration needs a NIC whose driver has the "
-                "queue API (bnxt, mlx5, fbnic, gve), see `python -m trio_uring doctor --interface IF`")
+        zcrx = (
+            "available: the kernel has zcrx; registration needs a NIC whose driver has the "
+            "queue API (bnxt, mlx5, fbnic, gve), see `python -m trio_uring doctor --interface IF`"
+        )
     elif zc == -_errno.EPERM:
         zcrx = "no permission: registration needs CAP_NET_ADMIN in the initial user namespace"
     elif zc == -_errno.EINVAL and "RECV_ZC" not in opcodes:
@@ -205,9 +225,19 @@ def probe() -> ProbeReport:
     else:
         nodev_reason = f"registration failed with {_errno.errorcode.get(-nodev, nodev)}"
     return ProbeReport(
-        kernel=release, usable=True, io_uring_disabled=disabled, features=features,
-        setup_flags=setup, opcodes=opcodes, multishot_accept=accept_ms, multishot_recv=recv_ms,
-        buffer_rings=bufs is not None, incremental_buffers=inc,
-        bundle="RECVSEND_BUNDLE" in features, cap_net_admin=cap, zcrx_kernel=zcrx,
-        zcrx_nodev=nodev == 0, zcrx_nodev_reason=nodev_reason,
+        kernel=release,
+        usable=True,
+        io_uring_disabled=disabled,
+        features=features,
+        setup_flags=setup,
+        opcodes=opcodes,
+        multishot_accept=accept_ms,
+        multishot_recv=recv_ms,
+        buffer_rings=bufs is not None,
+        incremental_buffers=inc,
+        bundle="RECVSEND_BUNDLE" in features,
+        cap_net_admin=cap,
+        zcrx_kernel=zcrx,
+        zcrx_nodev=nodev == 0,
+        zcrx_nodev_reason=nodev_reason,
     )

@@ -57,6 +57,7 @@ DEFAULT_FLAGS = (
     | SetupFlags.SUBMIT_ALL
 )
 
+
 def run_ring_flags() -> SetupFlags:
     """Flags for a trio run's ring: the defaults, plus 32-byte CQEs where zero-copy receive
     could be used (it needs CAP_NET_ADMIN), so a ZeroCopyReceiver can share the run's ring."""
@@ -324,8 +325,9 @@ class Ring:
         began is not delayed at all. ``usec=0`` turns it off. Needs :attr:`can_coalesce`.
         """
         if usec and not self.can_coalesce:
-            raise UringUnavailable("this kernel has no minimum wait time for io_uring_enter",
-                                   remedy="use Linux 6.12 or newer")
+            raise UringUnavailable(
+                "this kernel has no minimum wait time for io_uring_enter", remedy="use Linux 6.12 or newer"
+            )
         if usec < 0 or nr < 1:
             raise ValueError(f"need usec >= 0 and nr >= 1, got {usec}, {nr}")
         lib.tu_ring_set_coalesce(self._p(), usec, nr)
@@ -354,19 +356,30 @@ class Ring:
             if n == -_errno.EINTR:
                 return INTERRUPTED
             raise kernel_error(n, "io_uring_enter")
-        return _new_batch(Batch, (
-            ffi.unpack(self._ud, n),
-            ffi.unpack(self._res, n),
-            ffi.unpack(self._fl, n),
-            ffi.unpack(self._big, 2 * n) if self.cqe32 else None,
-        ))
+        return _new_batch(
+            Batch,
+            (
+                ffi.unpack(self._ud, n),
+                ffi.unpack(self._res, n),
+                ffi.unpack(self._fl, n),
+                ffi.unpack(self._big, 2 * n) if self.cqe32 else None,
+            ),
+        )
 
     # ---- SQE preparation (each returns the SQ slot; see drop_unsubmitted) ------------------
     def prep_nop(self, ud: int) -> int:
         return self._prep(lib.tu_prep_nop, ud)
 
-    def prep_accept(self, fd: FdLike, ud: int, *, multishot: bool = False, flags: int = 0,
-                    addr: Any = ffi.NULL, addrlen: Any = ffi.NULL) -> int:
+    def prep_accept(
+        self,
+        fd: FdLike,
+        ud: int,
+        *,
+        multishot: bool = False,
+        flags: int = 0,
+        addr: Any = ffi.NULL,
+        addrlen: Any = ffi.NULL,
+    ) -> int:
         f = flags | socket.SOCK_CLOEXEC
         return self._prep(lib.tu_prep_accept, _fd_of(fd), addr, addrlen, f, multishot, ud)
 
@@ -380,16 +393,26 @@ class Ring:
         size = len(cbuf) if nbytes is None else min(nbytes, len(cbuf))
         return self._prep(lib.tu_prep_recv, n, cbuf, size, flags, ud)
 
-    def prep_recv_select(self, fd: FdLike, bgid: int, ud: int, *, multishot: bool = True,
-                         bundle: bool = False, nbytes: int = 0, flags: int = 0) -> int:
+    def prep_recv_select(
+        self,
+        fd: FdLike,
+        bgid: int,
+        ud: int,
+        *,
+        multishot: bool = True,
+        bundle: bool = False,
+        nbytes: int = 0,
+        flags: int = 0,
+    ) -> int:
         """Receive into a buffer the kernel picks from buffer group ``bgid``."""
         return self._prep(lib.tu_prep_recv_select, _fd_of(fd), bgid, nbytes, flags, multishot, bundle, ud)
 
     def prep_recv_zc(self, fd: FdLike, zcrx_id: int, ud: int, *, nbytes: int = 0) -> int:
         return self._prep(lib.tu_prep_recv_zc, _fd_of(fd), zcrx_id, nbytes, ud)
 
-    def prep_send(self, fd: FdLike, cbuf: Any, nbytes: int, ud: int, *, flags: int = 0,
-                  zerocopy: bool = False) -> int:
+    def prep_send(
+        self, fd: FdLike, cbuf: Any, nbytes: int, ud: int, *, flags: int = 0, zerocopy: bool = False
+    ) -> int:
         """Send ``nbytes`` from ``cbuf`` (a ``ffi.from_buffer`` the caller keeps alive)."""
         fn = lib.tu_prep_send_zc if zerocopy else lib.tu_prep_send
         return self._prep(fn, _fd_of(fd), cbuf, nbytes, flags, ud)

@@ -114,8 +114,9 @@ def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
             return UringIOManager()
         except UringUnavailable as exc:
             # factory <- trio's setup_runner <- trio.run <- the caller
-            warnings.warn(f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning,
-                          stacklevel=4)
+            warnings.warn(
+                f"io_uring is unavailable, running on stock trio: {exc}", RuntimeWarning, stacklevel=4
+            )
             return _stock_io_manager_factory(exc, _STOCK)()
 
     # Without fallback the class itself is installed: tests (trio's own among them) patch

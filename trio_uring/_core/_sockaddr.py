@@ -20,14 +20,22 @@ def encode_sockaddr(family: int, address: Any) -> tuple[Any, int]:
     """
     if family == socket.AF_INET:
         host, port = address[0], address[1]
-        raw = struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_pton(
-            socket.AF_INET, host) + b"\0" * 8
+        raw = (
+            struct.pack("=H", socket.AF_INET)
+            + struct.pack("!H", port)
+            + socket.inet_pton(socket.AF_INET, host)
+            + b"\0" * 8
+        )
     elif family == socket.AF_INET6:
         host, port = address[0], address[1]
         flowinfo = address[2] if len(address) > 2 else 0
         scope = address[3] if len(address) > 3 else 0
-        raw = (struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, flowinfo)
-               + socket.inet_pton(socket.AF_INET6, host) + struct.pack("=I", scope))
+        raw = (
+            struct.pack("=H", socket.AF_INET6)
+            + struct.pack("!HI", port, flowinfo)
+            + socket.inet_pton(socket.AF_INET6, host)
+            + struct.pack("=I", scope)
+        )
     elif family == socket.AF_UNIX:
         path = address.encode() if isinstance(address, str) else bytes(address)
         if len(path) >= 108:

@@ -169,7 +169,8 @@ class BufferPool:
 
 def _other_run() -> None:
     raise trio.BusyResourceError(
-        "this socket is in use by a trio run in another thread; a socket belongs to one run at a time")
+        "this socket is in use by a trio run in another thread; a socket belongs to one run at a time"
+    )
 
 
 class StreamReceiver:
@@ -181,12 +182,29 @@ class StreamReceiver:
     """
 
     __slots__ = (
-        "__weakref__", "_chunks", "_eof", "_error", "_fd", "_fd_closed", "_op", "_pending", "_pool",
-        "_spill", "_stopping", "_waiter", "bulk", "closed", "detached", "max_pending", "thread", "token",
+        "__weakref__",
+        "_chunks",
+        "_eof",
+        "_error",
+        "_fd",
+        "_fd_closed",
+        "_op",
+        "_pending",
+        "_pool",
+        "_spill",
+        "_stopping",
+        "_waiter",
+        "bulk",
+        "closed",
+        "detached",
+        "max_pending",
+        "thread",
+        "token",
     )
 
-    def __init__(self, fd: int, max_pending: int = DEFAULT_MAX_PENDING,
-                 carry: StreamReceiver | None = None) -> None:
+    def __init__(
+        self, fd: int, max_pending: int = DEFAULT_MAX_PENDING, carry: StreamReceiver | None = None
+    ) -> None:
         self._fd = fd
         self._pool = buffer_pool()
         self._chunks: deque[tuple[int, int, int]] = deque()
@@ -218,8 +236,14 @@ class StreamReceiver:
 
     # ---- kernel side ------------------------------------------------------------------------
     def arm(self) -> None:
-        if (self._op is not None or self._eof or self._error is not None or self.closed
-                or self._fd_closed or self._pending > self.max_pending):
+        if (
+            self._op is not None
+            or self._eof
+            or self._error is not None
+            or self.closed
+            or self._fd_closed
+            or self._pending > self.max_pending
+        ):
             return
         pool = self._pool
         if pool.driver.closed:
@@ -282,7 +306,7 @@ class StreamReceiver:
         moved = 0
         for bid, off, ln in chunks:
             start = bid * size + off
-            spill += mem[start:start + ln]
+            spill += mem[start : start + ln]
             pool.release(bid)
             moved += ln
         chunks.clear()
@@ -303,8 +327,14 @@ class StreamReceiver:
         that is one syscall and one copy per call, where the multishot op would copy into
         the ring first and be cancelled and re-armed every few calls.
         """
-        return (self._op is None and not self._chunks and not self._spill and not self._eof
-                and self._error is None and not self.closed)
+        return (
+            self._op is None
+            and not self._chunks
+            and not self._spill
+            and not self._eof
+            and self._error is None
+            and not self.closed
+        )
 
     async def wait(self) -> None:
         """Park until data, EOF or an error is there. Cancellation has no effect on data."""
@@ -338,7 +368,7 @@ class StreamReceiver:
         bid, off, ln = chunks[0]
         if ln >= max_bytes:  # the common case: one chunk covers the request
             start = bid * size + off
-            data = bytes(mem[start:start + max_bytes])
+            data = bytes(mem[start : start + max_bytes])
             if ln == max_bytes:
                 chunks.popleft()
                 pool.release(bid)
@@ -354,7 +384,7 @@ class StreamReceiver:
             bid, off, ln = chunks[0]
             k = ln if ln <= need else need
             start = bid * size + off
-            parts.append(mem[start:start + k])
+            parts.append(mem[start : start + k])
             if k == ln:
                 chunks.popleft()
                 pool.release(bid)
@@ -392,7 +422,7 @@ class StreamReceiver:
             if not need:
                 break
             k = min(ln, need)
-            parts.append(bytes(mem[bid * size + off:bid * size + off + k]))
+            parts.append(bytes(mem[bid * size + off : bid * size + off + k]))
             need -= k
         return b"".join(parts)
 

@@ -40,8 +40,13 @@ from .._native import ffi
 from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
 
 __all__ = [
-    "UringSocket", "UringSocketFactory", "from_stdlib_socket", "install_socket_factory", "route_all_sockets",
-    "socket", "socketpair",
+    "UringSocket",
+    "UringSocketFactory",
+    "from_stdlib_socket",
+    "install_socket_factory",
+    "route_all_sockets",
+    "socket",
+    "socketpair",
 ]
 
 T = TypeVar("T")
@@ -125,7 +130,8 @@ class UringSocket(trio.socket.SocketType):
         if rx is not None and not rx.closed and rx.ready and (rx._chunks or rx._spill):
             raise trio.BusyResourceError(
                 f"{rx._pending} received bytes are queued in user memory and would be lost with "
-                "detach(): receive them first")
+                "detach(): receive them first"
+            )
         self._stop_io()
         fd = self._sock.detach()
         if fd != -1:
@@ -149,13 +155,13 @@ class UringSocket(trio.socket.SocketType):
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
         if optlen is None:
             if value is None:
-                raise TypeError("invalid value for argument 'value', must not be None when "
-                                "specifying optlen")
+                raise TypeError("invalid value for argument 'value', must not be None when specifying optlen")
             self._sock.setsockopt(level, optname, value)
         else:
             if value is not None:
-                raise TypeError(f"invalid value for argument 'value': {value!r}, must be None "
-                                "when specifying optlen")
+                raise TypeError(
+                    f"invalid value for argument 'value': {value!r}, must be None when specifying optlen"
+                )
             self._sock.setsockopt(level, optname, value, optlen)
 
     def listen(self, backlog: int = min(_stdlib.SOMAXCONN, 128)) -> None:
@@ -262,7 +268,7 @@ class UringSocket(trio.socket.SocketType):
         gai = await trio.socket.getaddrinfo(host, port, fam, self._sock.type, self._sock.proto, flags)
         normed = gai[0][-1]
         if fam == _stdlib.AF_INET6 and rest:
-            normed = (normed[0], normed[1], *rest, *normed[2 + len(rest):])[:4]
+            normed = (normed[0], normed[1], *rest, *normed[2 + len(rest) :])[:4]
         return normed
 
     async def bind(self, address: Any) -> None:
@@ -505,7 +511,7 @@ class UringSocket(trio.socket.SocketType):
         with self._recv_conflict:
             if flags:
                 data = await self._recv_flags(len(view), int(flags))
-                view[:len(data)] = data
+                view[: len(data)] = data
                 return len(data)
             await trio.lowlevel.checkpoint_if_cancelled()
             rx = self._rx
@@ -514,7 +520,7 @@ class UringSocket(trio.socket.SocketType):
                 if rx is None:
                     carried = self._carried(len(view))
                     if carried is not None:
-                        view[:len(carried)] = carried
+                        view[: len(carried)] = carried
                         await trio.lowlevel.cancel_shielded_checkpoint()
                         return len(carried)
                     return await self._readiness_read(lambda: self._sock.recv_into(view))
@@ -598,8 +604,9 @@ class UringSocket(trio.socket.SocketType):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return n
         if self._run_driver() is None:
-            return await self._nonblocking(lambda: self._sock.send(data, int(flags) | _NOSIGNAL),
-                                           self.wait_writable)
+            return await self._nonblocking(
+                lambda: self._sock.send(data, int(flags) | _NOSIGNAL), self.wait_writable
+            )
         return await self._ring_send(data, int(flags))
 
     async def _ring_send(self, data: Any, flags: int) -> int:
@@ -634,14 +641,16 @@ class UringSocket(trio.socket.SocketType):
         else:
             raise TypeError("sendto() takes 2 or 3 arguments")
         address = await self._resolve(address, local=False)
-        return await self._nonblocking(lambda: self._sock.sendto(data, flags | _NOSIGNAL, address),
-                                       self.wait_writable)
+        return await self._nonblocking(
+            lambda: self._sock.sendto(data, flags | _NOSIGNAL, address), self.wait_writable
+        )
 
     async def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
         if address is not None:
             address = await self._resolve(address, local=False)
         return await self._nonblocking(
-            lambda: self._sock.sendmsg(buffers, ancdata, flags | _NOSIGNAL, address), self.wait_writable)
+            lambda: self._sock.sendmsg(buffers, ancdata, flags | _NOSIGNAL, address), self.wait_writable
+        )
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
@@ -660,6 +669,7 @@ def _hand_to_run(rx: StreamReceiver, sock: _stdlib.socket | None) -> bool:
     Its ring takes SQEs from its own thread only, and its waiting task can be woken only
     there. False if that run has ended (the caller closes the socket itself).
     """
+
     def stop() -> None:
         rx.close()
         if sock is not None:
@@ -677,7 +687,8 @@ def _check_thread(driver: OpDriver) -> None:
     is using (its completions would reschedule our task from their run)."""
     if driver.thread != threading.get_ident() and not driver.closed:
         raise trio.BusyResourceError(
-            "this socket is in use by a trio run in another thread; a socket belongs to one run at a time")
+            "this socket is in use by a trio run in another thread; a socket belongs to one run at a time"
+        )
 
 
 def _writable_view(buffer: Any, nbytes: int, who: str) -> memoryview:
@@ -685,11 +696,13 @@ def _writable_view(buffer: Any, nbytes: int, who: str) -> memoryview:
     try:
         view = memoryview(buffer)
     except TypeError:
-        raise TypeError(f"{who}() argument 'buffer' must be read-write bytes-like object, "
-                        f"not {type(buffer).__name__}") from None
+        raise TypeError(
+            f"{who}() argument 'buffer' must be read-write bytes-like object, not {type(buffer).__name__}"
+        ) from None
     if view.readonly:
-        raise TypeError(f"{who}() argument 'buffer' must be read-write bytes-like object, "
-                        f"not {type(buffer).__name__}")
+        raise TypeError(
+            f"{who}() argument 'buffer' must be read-write bytes-like object, not {type(buffer).__name__}"
+        )
     view = view.cast("B")
     if nbytes < 0:
         raise ValueError(f"negative buffersize in {who}")
@@ -703,16 +716,18 @@ def from_stdlib_socket(sock: _stdlib.socket) -> UringSocket:
     return UringSocket(sock)
 
 
-def socket(family: int = _stdlib.AF_INET, type: int = _stdlib.SOCK_STREAM, proto: int = 0,
-           fileno: int | None = None) -> UringSocket:
+def socket(
+    family: int = _stdlib.AF_INET, type: int = _stdlib.SOCK_STREAM, proto: int = 0, fileno: int | None = None
+) -> UringSocket:
     """Like ``trio.socket.socket``, returning a :class:`UringSocket`."""
     if fileno is not None:
         return UringSocket(_stdlib.socket(family, type, proto, fileno))
     return UringSocket(_stdlib.socket(family, type, proto))
 
 
-def socketpair(family: int = _stdlib.AF_UNIX, type: int = _stdlib.SOCK_STREAM,
-               proto: int = 0) -> tuple[UringSocket, UringSocket]:
+def socketpair(
+    family: int = _stdlib.AF_UNIX, type: int = _stdlib.SOCK_STREAM, proto: int = 0
+) -> tuple[UringSocket, UringSocket]:
     """Like ``trio.socket.socketpair``, returning two connected :class:`UringSocket` objects."""
     a, b = _stdlib.socketpair(family, type, proto)
     return UringSocket(a), UringSocket(b)
@@ -721,8 +736,9 @@ def socketpair(family: int = _stdlib.AF_UNIX, type: int = _stdlib.SOCK_STREAM,
 class UringSocketFactory(trio.abc.SocketFactory):
     """For ``trio.socket.set_custom_socket_factory``: every trio socket becomes a UringSocket."""
 
-    def socket(self, family: int | None = None, type: int | None = None,
-               proto: int = 0) -> trio.socket.SocketType:
+    def socket(
+        self, family: int | None = None, type: int | None = None, proto: int = 0
+    ) -> trio.socket.SocketType:
         fam = _stdlib.AF_INET if family is None else family
         kind = _stdlib.SOCK_STREAM if type is None else type
         if fam not in _FAMILIES:  # netlink, packet...: trio's own socket, as without a factory
@@ -745,8 +761,6 @@ class _Routing:
     lock = threading.Lock()
     users = 0
     everywhere = 0
-
-
 
 
 def _from_stdlib_socket_hook(sock: _stdlib.socket) -> trio.socket.SocketType:

@@ -163,8 +163,9 @@ async def open_tcp_stream(host: str | bytes, port: int, **kwargs: Any) -> UringS
     return UringSocketStream(sock)
 
 
-async def open_tcp_listeners(port: int, *, host: str | bytes | None = None,
-                             backlog: int | None = None) -> list[UringSocketListener]:
+async def open_tcp_listeners(
+    port: int, *, host: str | bytes | None = None, backlog: int | None = None
+) -> list[UringSocketListener]:
     """Like ``trio.open_tcp_listeners``, returning io_uring listeners."""
     with install_socket_factory():
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
@@ -186,5 +187,4 @@ async def serve_tcp(
 ) -> None:
     """Like ``trio.serve_tcp``: serve ``handler`` on io_uring listeners, forever."""
     listeners = await open_tcp_listeners(port, host=host, backlog=backlog)
-    await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery,
-                               task_status=task_status)
+    await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery, task_status=task_status)

@@ -23,8 +23,14 @@ from .._net._stream import UringSocketStream
 from ..zerocopy._receiver import ZeroCopyReceiver, open_zc_receiver
 from ._helpers import connected_stream_pair
 
-__all__ = ["pytest_addoption", "pytest_configure", "pytest_report_header", "pytest_runtest_call",
-           "uring_stream_pair", "zc_receiver"]
+__all__ = [
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_report_header",
+    "pytest_runtest_call",
+    "uring_stream_pair",
+    "zc_receiver",
+]
 
 _ON = {"true", "1", "yes", "on"}
 _OFF = {"false", "0", "no", "off", ""}
@@ -34,11 +40,17 @@ _MODE = pytest.StashKey[str]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("trio_uring")
     group.addoption(
-        "--trio-uring", nargs="?", const="true", default=None, metavar="fallback",
+        "--trio-uring",
+        nargs="?",
+        const="true",
+        default=None,
+        metavar="fallback",
         help="run every pytest-trio test on io_uring (=fallback: on stock trio, with one warning, "
-             "where io_uring is unavailable)")
-    parser.addini("trio_uring", "run every pytest-trio test on io_uring: true, fallback or false",
-                  default="false")
+        "where io_uring is unavailable)",
+    )
+    parser.addini(
+        "trio_uring", "run every pytest-trio test on io_uring: true, fallback or false", default="false"
+    )
 
 
 def _mode(config: pytest.Config) -> str:
@@ -54,7 +66,8 @@ def _mode(config: pytest.Config) -> str:
         return "fallback"
     raise pytest.UsageError(
         f"trio_uring: expected true, fallback or false, not {value!r} (a bare --trio-uring takes the "
-        "next word as its value: write --trio-uring=true, or put the option after the paths)")
+        "next word as its value: write --trio-uring=true, or put the option after the paths)"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,7 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
             announce_fallback(reason)  # said once here: the runs of the tests do not repeat it
             config.issue_config_time_warning(
                 RuntimeWarning(f"io_uring is unavailable, pytest-trio tests run on stock trio: {reason}"),
-                stacklevel=2)
+                stacklevel=2,
+            )
     config.stash[_MODE] = mode
 
 
@@ -98,8 +112,9 @@ async def uring_stream_pair() -> AsyncIterator[tuple[UringSocketStream, UringSoc
 
 
 @pytest.fixture
-async def zc_receiver(uring_stream_pair: tuple[UringSocketStream, UringSocketStream]) -> AsyncIterator[
-        ZeroCopyReceiver]:
+async def zc_receiver(
+    uring_stream_pair: tuple[UringSocketStream, UringSocketStream],
+) -> AsyncIterator[ZeroCopyReceiver]:
     """A zero-copy receiver (``mode="auto"``) over the server side of ``uring_stream_pair``:
     send on ``uring_stream_pair[0]``, receive leases here."""
     try:

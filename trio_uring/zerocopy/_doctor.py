@@ -19,8 +19,12 @@ import attrs
 __all__ = ["NicReport", "check_interface"]
 
 #: Drivers whose mainline versions implement the queue API and memory-provider page pools.
-ZCRX_DRIVERS = {"bnxt_en": "Broadcom NetXtreme-C/E", "mlx5_core": "NVIDIA ConnectX-6/7",
-                "fbnic": "Meta fbnic", "gve": "Google gVNIC"}
+ZCRX_DRIVERS = {
+    "bnxt_en": "Broadcom NetXtreme-C/E",
+    "mlx5_core": "NVIDIA ConnectX-6/7",
+    "fbnic": "Meta fbnic",
+    "gve": "Google gVNIC",
+}
 
 
 @attrs.frozen
@@ -72,12 +76,16 @@ def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/cla
     ok = True
     if driver is None:
         ok = False
-        findings.append("a software device (no hardware behind it): zcrx registration fails with "
-                        "EOPNOTSUPP; use a NIC, or mode='zcrx-nodev' on Linux >= 7.1")
+        findings.append(
+            "a software device (no hardware behind it): zcrx registration fails with "
+            "EOPNOTSUPP; use a NIC, or mode='zcrx-nodev' on Linux >= 7.1"
+        )
     elif driver not in ZCRX_DRIVERS:
         ok = False
-        findings.append(f"driver {driver!r} is not known to support io_uring zcrx (known: "
-                        f"{', '.join(sorted(ZCRX_DRIVERS))})")
+        findings.append(
+            f"driver {driver!r} is not known to support io_uring zcrx (known: "
+            f"{', '.join(sorted(ZCRX_DRIVERS))})"
+        )
     else:
         findings.append(f"driver {driver} ({ZCRX_DRIVERS[driver]}) supports zcrx in recent kernels")
     if driver is not None:
@@ -90,8 +98,10 @@ def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/cla
             fixes.append(f"ethtool -L {interface} combined 2")
         rings = _run("ethtool", "-g", interface)
         if rings is None:
-            findings.append("could not read ring settings (ethtool missing or not permitted): check "
-                            f"`ethtool -g {interface}` shows 'TCP data split: on' and 'HDS thresh: 0'")
+            findings.append(
+                "could not read ring settings (ethtool missing or not permitted): check "
+                f"`ethtool -g {interface}` shows 'TCP data split: on' and 'HDS thresh: 0'"
+            )
         else:
             split = re.search(r"TCP data split:\s*(\S+)", rings)
             thresh = re.search(r"HDS thresh:\s*(\d+)", rings)
@@ -109,7 +119,15 @@ def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/cla
             findings.append("an XDP program is attached (registration fails with EEXIST)")
             fixes.append(f"ip link set {interface} xdp off")
         fixes.append(f"ethtool -X {interface} equal {max(1, queue)}   # keep RSS off the zcrx queue")
-        fixes.append(f"ethtool -N {interface} flow-type tcp6 dst-port PORT action {queue}"
-                     "   # steer your flows")
-    return NicReport(interface=interface, exists=True, driver=driver, rx_queues=rxq,
-                     findings=tuple(findings), fixes=tuple(fixes) if driver else (), ok=ok)
+        fixes.append(
+            f"ethtool -N {interface} flow-type tcp6 dst-port PORT action {queue}   # steer your flows"
+        )
+    return NicReport(
+        interface=interface,
+        exists=True,
+        driver=driver,
+        rx_queues=rxq,
+        findings=tuple(findings),
+        fixes=tuple(fixes) if driver else (),
+        ok=ok,
+    )

@@ -207,12 +207,14 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         if d.closed or self._sock_closed or self._sock.fileno() != self._fd:
             return  # never arm on an fd number that may mean another connection by now
         if self._ifq is not None:
-            self._op = d.start_multishot32(d.ring.prep_recv_zc, self._fd, self._ifq.zcrx_id,
-                                           fd=self._fd, on_cqe32=self._on_zc_cqe)
+            self._op = d.start_multishot32(
+                d.ring.prep_recv_zc, self._fd, self._ifq.zcrx_id, fd=self._fd, on_cqe32=self._on_zc_cqe
+            )
         else:
             assert self._bufs is not None
-            self._op = d.start_multishot(d.ring.prep_recv_select, self._fd, self._bufs.bgid,
-                                         fd=self._fd, on_cqe=self._on_copy_cqe)
+            self._op = d.start_multishot(
+                d.ring.prep_recv_select, self._fd, self._bufs.bgid, fd=self._fd, on_cqe=self._on_copy_cqe
+            )
         self._rearms += 1
 
     # ---- completions ---------------------------------------------------------------------------
@@ -402,9 +404,16 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
     def statistics(self) -> ReceiverStatistics:
         return ReceiverStatistics(
-            mode=self.mode, bytes=self._bytes, completions=self._completions, leases_out=len(self._out),
-            refills=self._refills, high_water=self._high_water, rearms=self._rearms,
-            flushes=self._ifq.flushes if self._ifq is not None else 0, fallback_reason=self._fallback_reason)
+            mode=self.mode,
+            bytes=self._bytes,
+            completions=self._completions,
+            leases_out=len(self._out),
+            refills=self._refills,
+            high_water=self._high_water,
+            rearms=self._rearms,
+            flushes=self._ifq.flushes if self._ifq is not None else 0,
+            fallback_reason=self._fallback_reason,
+        )
 
     async def aclose(self) -> None:
         await self._shutdown()
@@ -496,7 +505,8 @@ def _uring_socket(obj: Any) -> UringSocket:
             f"open_zc_receiver needs a trio_uring socket or a stream over one, not {type(obj).__name__}. "
             "The receiver takes over the socket's receive side and gives back what it did not deliver, "
             "which only an io_uring socket can do: create it with trio_uring.open_tcp_stream, "
-            "serve_tcp or trio_uring.socket, or wrap one with trio_uring.socket.from_stdlib_socket(sock)")
+            "serve_tcp or trio_uring.socket, or wrap one with trio_uring.socket.from_stdlib_socket(sock)"
+        )
     if sock.fileno() < 0:
         raise trio.ClosedResourceError("the socket is closed")
     if sock.type != _stdlib.SOCK_STREAM:
@@ -504,24 +514,31 @@ def _uring_socket(obj: Any) -> UringSocket:
     return sock
 
 
-def _zcrx_ifq(driver: OpDriver, mode: str, interface: str | None, queue: int, area_size: int, *,
-              family: int) -> Ifq:
+def _zcrx_ifq(
+    driver: OpDriver, mode: str, interface: str | None, queue: int, area_size: int, *, family: int
+) -> Ifq:
     """The ifq for ``mode`` on this run's ring, or ZeroCopyUnavailable naming what is missing."""
     if family not in (_stdlib.AF_INET, _stdlib.AF_INET6):
-        raise ZeroCopyUnavailable(f"zcrx receives TCP only; this is an {_stdlib.AddressFamily(family).name} "
-                                  "socket", "use mode='copy' (or 'auto') for it")
+        raise ZeroCopyUnavailable(
+            f"zcrx receives TCP only; this is an {_stdlib.AddressFamily(family).name} socket",
+            "use mode='copy' (or 'auto') for it",
+        )
     if mode == "zcrx" and interface is None:
-        raise ZeroCopyUnavailable("mode 'zcrx' needs interface= (the NIC that receives the traffic)",
-                                  "pass interface='eth0' (see `ip link`) and queue=N")
+        raise ZeroCopyUnavailable(
+            "mode 'zcrx' needs interface= (the NIC that receives the traffic)",
+            "pass interface='eth0' (see `ip link`) and queue=N",
+        )
     if not has_cap_net_admin():
         raise ZeroCopyUnavailable(
             "zcrx needs CAP_NET_ADMIN in the initial user namespace",
             "run as root or grant the capability (setcap cap_net_admin+ep, or "
-            "AmbientCapabilities=CAP_NET_ADMIN in a systemd unit)")
+            "AmbientCapabilities=CAP_NET_ADMIN in a systemd unit)",
+        )
     flags = driver.ring.flags
     if not flags & SetupFlags.CQE32 or not flags & SetupFlags.DEFER_TASKRUN:
-        raise ZeroCopyUnavailable("the run's ring lacks CQE32 or DEFER_TASKRUN (the kernel refused them)",
-                                  "use Linux >= 6.15")
+        raise ZeroCopyUnavailable(
+            "the run's ring lacks CQE32 or DEFER_TASKRUN (the kernel refused them)", "use Linux >= 6.15"
+        )
     # the area is mapped in whole pages: round up rather than refuse
     area = -(-area_size // PAGE) * PAGE
     return get_ifq(driver, interface, queue, area, nodev=(mode == "zcrx-nodev"))
@@ -532,15 +549,21 @@ def _check_args(mode: str, queue: int | None, area_size: int) -> None:
         raise ValueError(f"mode must be one of {', '.join((*MODES, 'auto'))}, not {mode!r}")
     if not isinstance(area_size, int) or isinstance(area_size, bool) or area_size <= 0:
         raise ValueError(f"area_size must be a positive int, got {area_size!r}")
-    if queue is not None and (not isinstance(queue, int) or isinstance(queue, bool)
-                              or not 0 <= queue < 1 << 32):
+    if queue is not None and (
+        not isinstance(queue, int) or isinstance(queue, bool) or not 0 <= queue < 1 << 32
+    ):
         raise ValueError(f"queue must be an rx queue index (an int >= 0, see `ethtool -l IF`), got {queue!r}")
 
 
 @contextlib.asynccontextmanager
-async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = None,
-                           queue: int | None = None, area_size: int = DEFAULT_AREA,
-                           mode: str = "auto") -> AsyncIterator[ZeroCopyReceiver]:
+async def open_zc_receiver(
+    stream_or_socket: Any,
+    *,
+    interface: str | None = None,
+    queue: int | None = None,
+    area_size: int = DEFAULT_AREA,
+    mode: str = "auto",
+) -> AsyncIterator[ZeroCopyReceiver]:
     """Receive ``stream_or_socket``'s data as :class:`Lease` objects for the block's duration.
 
     ``mode="auto"`` tries ``zcrx`` (needs ``interface``), then ``zcrx-nodev`` (Linux >= 7.1),
@@ -560,16 +583,18 @@ async def open_zc_receiver(stream_or_socket: Any, *, interface: str | None = Non
     if conflict._held:
         raise trio.BusyResourceError(
             "this socket's receive side is in use: another task is receiving from it, or another "
-            "zero-copy receiver is open on it")
+            "zero-copy receiver is open on it"
+        )
     reasons: list[str] = []
     chosen, ifq = "copy", None
-    for m in (MODES if mode == "auto" else (mode,)):
+    for m in MODES if mode == "auto" else (mode,):
         if m == "copy":
             chosen = m
             break
         try:
-            ifq = _zcrx_ifq(driver, m, interface, 0 if queue is None else queue, area_size,
-                            family=int(sock.family))
+            ifq = _zcrx_ifq(
+                driver, m, interface, 0 if queue is None else queue, area_size, family=int(sock.family)
+            )
         except ZeroCopyUnavailable as exc:
             if mode != "auto":
                 raise

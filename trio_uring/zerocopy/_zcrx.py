@@ -37,8 +37,7 @@ class ZeroCopyUnavailable(RuntimeError):
         super().__init__(reason if not remedy else f"{reason}. To fix: {remedy}")
 
 
-def registration_error(err: int, *, interface: str | None, queue: int,
-                       nodev: bool) -> ZeroCopyUnavailable:
+def registration_error(err: int, *, interface: str | None, queue: int, nodev: bool) -> ZeroCopyUnavailable:
     """Map ``IORING_REGISTER_ZCRX_IFQ`` failures (see the kernel's validation order) to causes."""
     code = -err if err < 0 else err
     name = _errno.errorcode.get(code, str(code))
@@ -48,58 +47,81 @@ def registration_error(err: int, *, interface: str | None, queue: int,
             "zcrx registration needs CAP_NET_ADMIN in the initial user namespace (EPERM)",
             "run as root or grant the capability: setcap cap_net_admin+ep on the Python binary, "
             "or AmbientCapabilities=CAP_NET_ADMIN in the systemd unit; containers need it on the host",
-            errno=code)
+            errno=code,
+        )
     if nodev and code == _errno.EINVAL:
         return ZeroCopyUnavailable(
             "device-less zcrx (ZCRX_REG_NODEV) needs Linux >= 7.1; this kernel refused the flag (EINVAL)",
-            "use Linux 7.1 or newer, or a NIC with zcrx support (mode='zcrx')", errno=code)
+            "use Linux 7.1 or newer, or a NIC with zcrx support (mode='zcrx')",
+            errno=code,
+        )
     if code == _errno.ENODEV:
         return ZeroCopyUnavailable(
             f"no network interface {dev!r} in this network namespace (ENODEV)",
             "pass interface= the name shown by `ip link` for the NIC that receives the traffic",
-            errno=code)
+            errno=code,
+        )
     if code == _errno.EOPNOTSUPP:
         return ZeroCopyUnavailable(
             f"{dev} cannot do zero-copy receive (EOPNOTSUPP): its driver has no queue management API "
             "or no DMA device (software devices like lo, veth, virtio_net never can)",
             "use a NIC whose driver supports io_uring zcrx (bnxt_en, mlx5, fbnic, gve) or, on Linux "
             ">= 7.1, mode='zcrx-nodev'; `python -m trio_uring doctor --interface IF` checks a NIC",
-            errno=code)
+            errno=code,
+        )
     if code == _errno.ERANGE:
         return ZeroCopyUnavailable(
             f"queue {queue} does not exist on {dev} (ERANGE)",
             f"pick a queue below the channel count (`ethtool -l {dev}`), or add channels: "
-            f"`ethtool -L {dev} combined N`", errno=code)
+            f"`ethtool -L {dev} combined N`",
+            errno=code,
+        )
     if code == _errno.EINVAL:
         return ZeroCopyUnavailable(
             f"{dev} refused the zcrx queue (EINVAL): header/data split must be on with hds-thresh 0, "
             "or the ring lacks DEFER_TASKRUN/CQE32, or the kernel predates zcrx (Linux < 6.15)",
             f"`ethtool -G {dev} tcp-data-split on` and `ethtool -G {dev} hds-thresh 0`; use Linux >= 6.15",
-            errno=code)
+            errno=code,
+        )
     if code == _errno.EEXIST:
         return ZeroCopyUnavailable(
             f"queue {queue} of {dev} is taken (EEXIST): an XDP program is attached, or another "
             "zcrx/devmem user bound the queue",
-            f"detach XDP (`ip link set {dev} xdp off`) or use another queue", errno=code)
+            f"detach XDP (`ip link set {dev} xdp off`) or use another queue",
+            errno=code,
+        )
     if code == _errno.EBUSY:
-        return ZeroCopyUnavailable(f"queue {queue} of {dev} is used by AF_XDP (EBUSY)",
-                                   "use another queue", errno=code)
+        return ZeroCopyUnavailable(
+            f"queue {queue} of {dev} is used by AF_XDP (EBUSY)", "use another queue", errno=code
+        )
     if code == _errno.ENODATA:
         return ZeroCopyUnavailable(
             f"{dev}'s driver did not give queue {queue} a memory-provider page pool (ENODATA)",
-            "update the NIC driver/firmware to a version with io_uring zcrx support", errno=code)
+            "update the NIC driver/firmware to a version with io_uring zcrx support",
+            errno=code,
+        )
     if code == _errno.ENOMEM:
         return ZeroCopyUnavailable(
             "could not pin the zcrx area (ENOMEM): RLIMIT_MEMLOCK too low or memory exhausted",
-            "raise `ulimit -l` or use a smaller area_size", errno=code)
+            "raise `ulimit -l` or use a smaller area_size",
+            errno=code,
+        )
     return ZeroCopyUnavailable(f"zcrx registration failed: {os.strerror(code)} ({name})", errno=code)
 
 
 class Ifq:
     """One registered interface queue, its area and refill ring, shared per ring."""
 
-    def __init__(self, driver: OpDriver, interface: str | None, queue: int, area_size: int, *,
-                 rq_entries: int, nodev: bool) -> None:
+    def __init__(
+        self,
+        driver: OpDriver,
+        interface: str | None,
+        queue: int,
+        area_size: int,
+        *,
+        rq_entries: int,
+        nodev: bool,
+    ) -> None:
         if area_size <= 0 or area_size % PAGE:
             raise ValueError(f"area_size must be a positive multiple of {PAGE}, got {area_size}")
         self.driver = driver
@@ -112,8 +134,10 @@ class Ifq:
             if_idx = 0
         else:
             if interface is None:
-                raise ZeroCopyUnavailable("mode 'zcrx' needs interface= (the NIC that receives the traffic)",
-                                          "pass interface='eth0' (see `ip link`) and queue=N")
+                raise ZeroCopyUnavailable(
+                    "mode 'zcrx' needs interface= (the NIC that receives the traffic)",
+                    "pass interface='eth0' (see `ip link`) and queue=N",
+                )
             try:
                 if_idx = socket.if_nametoindex(interface)
             except OSError:
@@ -121,8 +145,17 @@ class Ifq:
                 raise err from None
         out = ffi.new("tu_zcrx **")
         self._info = ffi.new("struct tu_zcrx_info *")
-        ret = lib.tu_zcrx_register(driver.ring.native, if_idx, queue, rq_entries,
-                                   NODEV if nodev else 0, self._slab, area_size, out, self._info)
+        ret = lib.tu_zcrx_register(
+            driver.ring.native,
+            if_idx,
+            queue,
+            rq_entries,
+            NODEV if nodev else 0,
+            self._slab,
+            area_size,
+            out,
+            self._info,
+        )
         if ret < 0:
             raise registration_error(ret, interface=interface, queue=queue, nodev=nodev)
         self._ptr: Any = out[0]
@@ -158,8 +191,13 @@ class Ifq:
         if self.driver.ring.closed or not (self._offs or self.flush_wanted):
             return
         n = len(self._offs)
-        done = 0 if not n else lib.tu_zcrx_refill(self._ptr, ffi.new("uint64_t[]", self._offs),
-                                  ffi.new("uint32_t[]", self._lens), n)
+        done = (
+            0
+            if not n
+            else lib.tu_zcrx_refill(
+                self._ptr, ffi.new("uint64_t[]", self._offs), ffi.new("uint32_t[]", self._lens), n
+            )
+        )
         if done < 0:  # give_back validates; reaching this is a bug, and nothing was written
             raise RuntimeError(f"zcrx refill rejected a batch: {os.strerror(-done)}")
         self.refills += done
@@ -177,8 +215,15 @@ class Ifq:
                 rx._arm()
 
 
-def get_ifq(driver: OpDriver, interface: str | None, queue: int, area_size: int, *, nodev: bool,
-            rq_entries: int = 4096) -> Ifq:
+def get_ifq(
+    driver: OpDriver,
+    interface: str | None,
+    queue: int,
+    area_size: int,
+    *,
+    nodev: bool,
+    rq_entries: int = 4096,
+) -> Ifq:
     """The ifq of this ring for (interface, queue), registered on first use.
 
     A registration that failed is remembered for the ring's lifetime: the next receiver

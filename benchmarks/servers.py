@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import socket
 import sys
 
@@ -21,8 +20,8 @@ def announce(port: int) -> None:
 
 
 def run_trio(backend: str, mode: str) -> None:
-    if backend == "trio_uring_ring":  # every send an io_uring op (see the README's tuning notes)
-        os.environ["TRIO_URING_SEND"] = "ring"
+    send = "ring" if backend == "trio_uring_ring" else "direct"  # see the README's options
+    if backend == "trio_uring_ring":
         backend = "trio_uring"
     import trio
 
@@ -59,7 +58,10 @@ def run_trio(backend: str, mode: str) -> None:
             listeners = await n.start(functools.partial(serve, handler, 0, host="127.0.0.1"))
             announce(listeners[0].socket.getsockname()[1])
 
-    (trio_uring.run if backend == "trio_uring" else trio.run)(main)
+    if backend == "trio_uring":
+        trio_uring.run(main, send=send)
+    else:
+        trio.run(main)
 
 
 def run_asyncio(backend: str, mode: str) -> None:

@@ -40,3 +40,19 @@ async def receive_exactly(stream: Any, n: int, *, timeout: float = 5, max_bytes:
                 break
             got += data
     return bytes(got)
+
+
+def copy_bufs(rx: Any) -> Any:
+    """The buffer ring of a ``copy``-mode receiver (its source's)."""
+    from trio_uring.zerocopy._sources import CopySource  # noqa: PLC0415 - only tests that need it
+
+    assert isinstance(rx._source, CopySource), rx._source
+    return rx._source.bufs
+
+
+def zcrx_ifq(rx: Any) -> Any:
+    """The interface queue of a ``zcrx`` or ``zcrx-nodev`` receiver (its source's)."""
+    from trio_uring.zerocopy._sources import ZcrxSource  # noqa: PLC0415 - only tests that need it
+
+    assert isinstance(rx._source, ZcrxSource), rx._source
+    return rx._source.ifq

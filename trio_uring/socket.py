@@ -4,6 +4,7 @@ from ._net._rxbuf import configure_receive_buffers
 from ._net._socket import (
     UringSocket,
     UringSocketFactory,
+    configure_send,
     from_stdlib_socket,
     install_socket_factory,
     socket,
@@ -14,6 +15,7 @@ __all__ = [
     "UringSocket",
     "UringSocketFactory",
     "configure_receive_buffers",
+    "configure_send",
     "from_stdlib_socket",
     "install_socket_factory",
     "socket",

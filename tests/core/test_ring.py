@@ -67,7 +67,7 @@ def test_cq_size_and_cqe32_are_honoured() -> None:
         assert r.cqe32
         r.prep_nop(1)
         b = r.enter(1, 1)
-        assert b.user_data == [1] and b.extra == [0, 0]
+        assert b.user_data == [1] and b.big_cqe == [0, 0]
 
 
 def test_chosen_flags_exactly() -> None:

@@ -17,7 +17,7 @@ import trio
 import trio_uring
 from trio_uring import UringSocketStream, open_zc_receiver
 
-from .._util import tcp_pair
+from .._util import tcp_pair, zcrx_ifq
 
 pytestmark = pytest.mark.skipif(
     not trio_uring.probe().zcrx_nodev,
@@ -155,7 +155,7 @@ def test_two_receivers_share_one_ifq() -> None:
             open_zc_receiver(rx1, mode="zcrx-nodev") as a,
             open_zc_receiver(rx2, mode="zcrx-nodev") as b,
         ):
-            assert a._ifq is b._ifq and a._ifq is not None and a._ifq.users == 2
+            assert zcrx_ifq(a) is zcrx_ifq(b) and zcrx_ifq(a).users == 2
             await tx1.send_all(b"one")
             await tx2.send_all(b"two")
             with await a.receive() as la, await b.receive() as lb:
@@ -168,8 +168,7 @@ def test_bad_refill_entries_are_refused_before_the_kernel() -> None:
     async def main() -> None:
         tx, rxs = tcp_pair()
         async with tx, rxs, open_zc_receiver(rxs, mode="zcrx-nodev", area_size=1 * MiB) as rx:
-            ifq = rx._ifq
-            assert ifq is not None
+            ifq = zcrx_ifq(rx)
             for off, length in [(1 << 48, 100), (0, 0), (1 * MiB, 1), (1 * MiB - 10, 100)]:
                 with pytest.raises(ValueError, match="not a buffer of this zcrx area"):
                     ifq.give_back(off, length)

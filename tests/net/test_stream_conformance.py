@@ -50,13 +50,39 @@ def test_check_half_closeable_stream(runner: Callable[..., Any]) -> None:
     runner(main)
 
 
-def test_check_half_closeable_stream_with_io_uring_sends(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TRIO_URING_SEND=ring: every send is an io_uring SEND op, submitted once per pass."""
-    import trio_uring._net._socket as sockmod  # noqa: PLC0415 - the module whose switch we flip
-
-    monkeypatch.setattr(sockmod, "_DIRECT_SEND", False)
+@pytest.mark.parametrize("how", ["run", "configure"])
+def test_check_half_closeable_stream_with_io_uring_sends(how: str) -> None:
+    """send="ring": every send is an io_uring SEND op, submitted once per pass."""
 
     async def main() -> None:
+        if how == "configure":
+            trio_uring.socket.configure_send("ring")
+        assert trio_uring.lowlevel.current_driver().send_ring
         await trio.testing.check_half_closeable_stream(stream_maker, clogged_stream_maker)
 
-    trio_uring.run(main)
+    if how == "run":
+        trio_uring.run(main, send="ring")
+    else:
+        trio.run(main)
+
+
+def test_send_path_is_per_run() -> None:
+    """A run's send path is its own: the next run starts from the default again."""
+
+    async def check(expected: bool) -> None:
+        assert trio_uring.lowlevel.current_driver().send_ring is expected
+
+    trio_uring.run(check, True, send="ring")
+    trio_uring.run(check, False)
+
+
+@pytest.mark.parametrize("bad", ["Ring", "", None, 1, b"ring"])
+def test_send_path_refuses_unknown_values(bad: Any) -> None:
+    with pytest.raises(ValueError, match="send must be 'direct' or 'ring'"):
+        trio_uring.run(trio.sleep, 0, send=bad)
+
+    async def main() -> None:
+        trio_uring.socket.configure_send(bad)
+
+    with pytest.raises(ValueError, match="send must be 'direct' or 'ring'"):
+        trio.run(main)

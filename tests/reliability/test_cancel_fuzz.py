@@ -29,7 +29,7 @@ from trio_uring import UringSocketListener, UringSocketStream, open_zc_receiver
 from trio_uring._core._plain import existing_driver
 from trio_uring._net._rxbuf import buffer_pool
 from trio_uring.socket import configure_receive_buffers
-from trio_uring.zerocopy import _receiver
+from trio_uring.zerocopy import _lease
 
 from .._util import Runner, uring_pair
 
@@ -254,7 +254,7 @@ def _fuzz(runner: Runner, seed: int) -> int:
         assert _fds() <= base_fds - 1, f"fds left open: {_fds()} > {base_fds - 1}"
         if driver is not None:
             assert len(driver.ring.inflight) <= base_ops, "ops left in the kernel"
-        assert not _receiver._ORPHANS
+        assert not _lease._ORPHANS
         return done
 
     return int(runner(main))

@@ -21,6 +21,8 @@ import trio_uring
 from trio_uring import UringSocketStream, open_zc_receiver
 from trio_uring.socket import from_stdlib_socket
 
+from .._util import copy_bufs
+
 Runner = Callable[..., Any]
 MiB = 1 << 20
 
@@ -214,7 +216,7 @@ def test_scope_exit_by_exception_and_cancellation_returns_everything(run: Runner
             st = rx.statistics()
             assert st.leases_out == 0 and st.refills == st.completions
             assert all(x.released for x in held)
-            assert rx._bufs is not None and rx._bufs.closed  # unregistered from the kernel
+            assert copy_bufs(rx).closed  # unregistered from the kernel
 
     run(main)
 
@@ -371,16 +373,16 @@ def test_cancelled_receive_batch_keeps_the_ready_leases(run: Runner) -> None:
 
 def test_copy_mode_without_incremental_buffers(run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kernel without IOU_PBUF_RING_INC refuses the flag (EINVAL): whole 64 KiB buffers then."""
-    from trio_uring.zerocopy import _receiver  # noqa: PLC0415 - the module patched here
+    from trio_uring.zerocopy import _sources  # noqa: PLC0415 - the module patched here
 
-    real = _receiver._copy_ring
+    real = _sources.copy_ring
 
     def no_incremental(ring: Any, area_size: int, buf_size: int, *, incremental: bool) -> Any:
         if incremental:
             raise OSError(errno.EINVAL, "IORING_REGISTER_PBUF_RING: Invalid argument")
         return real(ring, area_size, buf_size, incremental=incremental)
 
-    monkeypatch.setattr(_receiver, "_copy_ring", no_incremental)
+    monkeypatch.setattr(_sources, "copy_ring", no_incremental)
 
     async def main() -> None:
         tx, rx_stream = pair()
@@ -389,8 +391,8 @@ def test_copy_mode_without_incremental_buffers(run: Runner, monkeypatch: pytest.
         async with trio.open_nursery() as n:
             n.start_soon(send_then_eof, tx, blocks(total))
             async with open_zc_receiver(rx_stream, mode="copy") as rx:
-                assert rx._bufs is not None
-                assert not rx._bufs.incremental and rx._bufs.buf_size == 64 * 1024
+                bufs = copy_bufs(rx)
+                assert not bufs.incremental and bufs.buf_size == 64 * 1024
                 async for lease in rx:
                     with lease:
                         h.update(lease.data)
@@ -405,9 +407,9 @@ def test_copy_buffers_are_sized_to_the_area(area: int, buf: int) -> None:
     async def main() -> None:
         tx, rx_stream = pair()
         async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy", area_size=area) as rx:
-            assert rx._bufs is not None and rx._bufs.incremental
-            assert rx._bufs.buf_size == buf
-            assert rx._bufs.entries * buf >= area  # never less than asked for
+            bufs = copy_bufs(rx)
+            assert bufs.incremental and bufs.buf_size == buf
+            assert bufs.entries * buf >= area  # never less than asked for
 
     trio_uring.run(main)
 

@@ -59,7 +59,8 @@ class BufferRing:
         self.entries = entries
         self.buf_size = buf_size
         self.bgid = bgid
-        self._slab_ptr, view = alloc_slab(entries * buf_size)
+        #: The slab's C pointer: its owner (views made from it keep it mapped).
+        self.memory_ptr, view = alloc_slab(entries * buf_size)
         self._view = view
         #: Read-only view of the whole slab; buffer ``bid`` starts at ``bid * buf_size``.
         self.memory = view.toreadonly()
@@ -67,7 +68,7 @@ class BufferRing:
         tries = [True, False] if incremental is None else [incremental]
         ret = -_errno.EINVAL
         for inc in tries:
-            ret = lib.tu_bufring_new(ring.native, bgid, entries, buf_size, self._slab_ptr, int(inc), out)
+            ret = lib.tu_bufring_new(ring.native, bgid, entries, buf_size, self.memory_ptr, int(inc), out)
             if ret != -_errno.EINVAL:
                 break
         if ret < 0:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from typing import Self
 
 import trio
 
 
-class UringUnavailable(RuntimeError):
-    """io_uring cannot be used here; ``reason`` says why and ``remedy`` what to change."""
+class Unavailable(RuntimeError):
+    """Something this machine or process lacks: ``reason`` says what, ``remedy`` what to
+    change, ``errno`` the kernel's answer when there was one."""
 
-    def __init__(self, reason: str, *, errno: int | None = None, remedy: str = "") -> None:
+    def __init__(self, reason: str, remedy: str = "", *, errno: int | None = None) -> None:
         self.reason = reason
-        self.errno = errno
         self.remedy = remedy
-        text = reason if not remedy else f"{reason}. To fix: {remedy}"
-        super().__init__(text)
+        self.errno = errno
+        super().__init__(reason if not remedy else f"{reason}. To fix: {remedy}")
+
+    def fresh(self) -> Self:
+        """A new exception like this one: a cached error is raised again without its old
+        traceback (and nothing that traceback references)."""
+        return type(self)(self.reason, self.remedy, errno=self.errno)
+
+
+class UringUnavailable(Unavailable):
+    """io_uring cannot be used here; ``reason`` says why and ``remedy`` what to change."""
 
 
 #: What to change when a seccomp filter (or the sysctl) refuses io_uring syscalls.
@@ -45,13 +55,16 @@ def refused_error(syscall: str, err: int, detail: str = "") -> UringUnavailable:
     return UringUnavailable(f"{what} failed while setting up the ring: {os.strerror(code)}", errno=code)
 
 
-def fresh(exc: UringUnavailable) -> UringUnavailable:
-    """A new exception like ``exc``: a cached error is raised again without its old traceback."""
-    return UringUnavailable(exc.reason, errno=exc.errno, remedy=exc.remedy)
-
-
 class RingClosedError(trio.ClosedResourceError):
     """The io_uring ring was closed (or belongs to the parent of a forked process)."""
+
+
+def errno_error(err: int, what: str = "") -> OSError:
+    """The ``OSError`` for an errno (or a negative CQE result), as the stdlib raises it:
+    ``OSError(code, strerror)``, with ``what`` failed in front when given."""
+    code = -err if err < 0 else err
+    text = os.strerror(code)
+    return OSError(code, f"{what}: {text}" if what else text)
 
 
 def kernel_error(err: int, op: str, detail: str = "") -> OSError:
@@ -64,7 +77,7 @@ def kernel_error(err: int, op: str, detail: str = "") -> OSError:
             f"{what}: ring used from a thread other than the one that created it "
             "(IORING_SETUP_SINGLE_ISSUER); every ring belongs to one thread",
         )
-    return OSError(code, f"{what}: {os.strerror(code)}")
+    return errno_error(code, what)
 
 
 def setup_error(err: int) -> UringUnavailable:

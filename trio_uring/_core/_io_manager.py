@@ -33,11 +33,11 @@ import outcome
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from ._errors import UringUnavailable, refused_error
-from ._ops import _CANCELLED, Op, OpDriver
+from ._errors import UringUnavailable, errno_error, refused_error
+from ._ops import CANCELLED, Op, OpDriver
 from ._ring import CQE_F_MORE, INTERRUPTED, Batch, Ring, run_ring_flags
 
-__all__ = ["UringIOManager", "UringStatistics"]
+__all__ = ["SEND_PATHS", "UringIOManager", "UringStatistics", "check_coalesce_usec", "check_send"]
 
 _REAP = Batch([], [], [], None)  # a foreign-thread wait saw the ring become ready
 
@@ -63,6 +63,16 @@ def check_coalesce_usec(value: Any) -> int:
     return value
 
 
+SEND_PATHS = ("direct", "ring")
+
+
+def check_send(value: Any) -> bool:
+    """True for ``send="ring"``, False for ``"direct"``; anything else is refused."""
+    if value not in SEND_PATHS or not isinstance(value, str):
+        raise ValueError(f"send must be 'direct' or 'ring', got {value!r}")
+    return value == "ring"
+
+
 def _build_error(step: str, exc: OSError) -> UringUnavailable:
     """The ``UringUnavailable`` for a syscall that failed while a manager was being built."""
     err = exc.errno or 0
@@ -84,7 +94,7 @@ def _fileno(fd: int | Any) -> int:
 def _waitable(fd: int | Any) -> int:
     n = _fileno(fd)
     if n < 0:
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        raise errno_error(errno.EBADF)
     return n
 
 
@@ -117,11 +127,11 @@ class _PollWait(Op):
         self.task = None
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
-        if res in _CANCELLED:  # the fd was closed, or the run's ring (its shutdown)
+        if res in CANCELLED:  # the fd was closed, or the run's ring (its shutdown)
             msg = "another task closed this fd" if self.closed else "the run's io_uring ring was closed"
             reschedule(task, outcome.Error(trio.ClosedResourceError(msg)))
         elif res < 0:
-            reschedule(task, outcome.Error(OSError(-res, os.strerror(-res))))
+            reschedule(task, outcome.Error(errno_error(res)))
         else:
             reschedule(task)
 
@@ -138,8 +148,11 @@ class UringIOManager:
     after 8 enters without bulk data; ``coalesce_usec=0`` turns it off for the run.
     """
 
-    def __init__(self, entries: int = 256, *, coalesce_usec: int = DEFAULT_COALESCE_USEC) -> None:
+    def __init__(
+        self, entries: int = 256, *, coalesce_usec: int = DEFAULT_COALESCE_USEC, send: str = "direct"
+    ) -> None:
         coalesce_usec = check_coalesce_usec(coalesce_usec)
+        send_ring = check_send(send)
         self._closing = False
         self._coalesce_left = 0  # enters left with coalescing on
         self._coalesced_waits = 0
@@ -161,6 +174,7 @@ class UringIOManager:
             step = "io_uring_register"
             self.ring.register_eventfd(self._notify_fd)
             self.driver = OpDriver(self.ring)
+            self.driver.send_ring = send_ring
             self._poll_multi = functools.partial(self.ring.prep_poll, multishot=True)
             self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
             self._epoll_op = self._arm(self._epoll.fileno(), self._on_epoll)
@@ -263,21 +277,16 @@ class UringIOManager:
         n = _waitable(fd)
         if n in self._readers:
             raise trio.BusyResourceError("another task is already reading / writing this fd")
-        ring = self.ring
-        op = _PollWait(self.driver.new_ud(), current_task(), n, self._readers)
-        op.slot = ring.prep_poll(n, select.POLLIN, op.ud)
-        op.gen = ring.submit_generation
-        ring.inflight[op.ud] = op
+        d = self.driver
+        op = d.submit(
+            _PollWait(d.new_ud(), current_task(), n, self._readers), self.ring.prep_poll, n, select.POLLIN
+        )
         self._readers[n] = op
 
         def abort(_: Any) -> Abort:
             if self._readers.get(n) is op:
                 del self._readers[n]
-            op.task = None
-            if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
-                ring.inflight.pop(op.ud, None)
-            elif not ring.closed:
-                ring.prep_cancel(op.ud)  # the late CQE only frees the user_data
+            d.discard(op)  # readiness has no effect to wait for: its late CQE is ignored
             return Abort.SUCCEEDED
 
         await wait_task_rescheduled(abort)
@@ -332,9 +341,7 @@ class UringIOManager:
         reader = self._readers.pop(n, None)
         if reader is not None and reader.task is not None:
             woken.append(reader.task)
-            reader.task = None
-            if not self.ring.closed:
-                self.ring.prep_cancel(reader.ud)
+            reader.task = None  # its poll is cancelled with the fd's other ops, below
         writer = self._writers.pop(n, None)
         if writer is not None:
             woken.append(writer)

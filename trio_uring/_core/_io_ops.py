@@ -23,6 +23,7 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from .._native import ffi
+from ._errors import errno_error
 from ._plain import driver_or_none
 from ._ring import FdLike, _fd_of, readable_cbuf, timespec, writable_cbuf
 from ._sockaddr import decode_sockaddr, encode_sockaddr
@@ -168,7 +169,7 @@ async def sleep(seconds: float) -> None:
     ts = timespec(seconds)
     res = await d.start(d.ring.prep_timeout, ts, keep=ts)
     if res not in (0, -62):  # -ETIME: the timer expired
-        raise OSError(-res, f"timeout: {os.strerror(-res)}")
+        raise errno_error(res, "timeout")
 
 
 # ---- without io_uring: the syscall, and trio's readiness waits --------------------------------------
@@ -244,7 +245,7 @@ async def _connect_by_readiness(n: int, sa: Any, salen: int) -> None:
     else:
         await cancel_shielded_checkpoint()
     if err:
-        raise OSError(err, f"connect: {os.strerror(err)}")
+        raise errno_error(err, "connect")
 
 
 async def _poll_by_readiness(n: int, events: int) -> int:

@@ -32,9 +32,10 @@ from trio.lowlevel import Abort, Task, current_task, reschedule, wait_task_resch
 from ._errors import kernel_error
 from ._ring import CQE_F_MORE, Batch, Ring
 
-__all__ = ["BigMultishotOp", "MultishotOp", "Op", "OpDriver", "RunOwned"]
+__all__ = ["CANCELLED", "BigCqeMultishotOp", "MultishotOp", "Op", "OpDriver", "RunOwned"]
 
-_CANCELLED = (-_errno.ECANCELED, -_errno.EINTR)
+#: Final results of an op that was cancelled (EINTR: a poll cancelled by its ring's exit).
+CANCELLED = (-_errno.ECANCELED, -_errno.EINTR)
 OpT = TypeVar("OpT", bound="Op")
 
 
@@ -42,8 +43,9 @@ class Op:
     """One single-shot op: the task waiting for it and what must live until its CQE."""
 
     __slots__ = ("closed", "fd", "gen", "keep", "raise_cancel", "res", "slot", "task", "ud")
-    #: True for ops whose CQEs carry 16 more bytes (CQE32) they need: ``complete32`` is called.
-    big = False
+    #: True for ops that need their CQEs' ``big_cqe`` (the 16 more bytes of a CQE32):
+    #: dispatch calls ``complete_big_cqe`` for them.
+    wants_big_cqe = False
     #: Multishot ops: the per-CQE callback, called directly by dispatch (one call less).
     on_cqe: Callable[[int, int], None] | None = None
 
@@ -69,9 +71,9 @@ class Op:
         if task is None:  # nobody waits (yet, or any more): the result stays in ``res``
             return
         self.task = None
-        if res in _CANCELLED and self.closed:
+        if res in CANCELLED and self.closed:
             reschedule(task, outcome.Error(trio.ClosedResourceError("another task closed this fd")))
-        elif res in _CANCELLED and self.raise_cancel is not None:
+        elif res in CANCELLED and self.raise_cancel is not None:
             reschedule(task, outcome.capture(self.raise_cancel))
         else:
             reschedule(task, outcome.Value(res))
@@ -98,24 +100,24 @@ def _ignore(res: int, flags: int) -> None:
     pass
 
 
-class BigMultishotOp(MultishotOp):
+class BigCqeMultishotOp(MultishotOp):
     """A multishot op whose CQEs carry a payload in the upper 16 bytes (zcrx offsets)."""
 
-    __slots__ = ("on_cqe32",)
-    big = True
+    __slots__ = ("on_big_cqe",)
+    wants_big_cqe = True
 
-    def __init__(self, ud: int, fd: int, keep: Any, on_cqe32: Callable[[int, int, int], None]) -> None:
+    def __init__(self, ud: int, fd: int, keep: Any, on_big_cqe: Callable[[int, int, int], None]) -> None:
         super().__init__(ud, fd, keep, _ignore)
-        self.on_cqe32 = on_cqe32
+        self.on_big_cqe = on_big_cqe
 
     def abandon(self) -> None:
-        self.on_cqe32 = _ignore32
+        self.on_big_cqe = _ignore_big_cqe
 
-    def complete32(self, res: int, flags: int, extra: int) -> None:
-        self.on_cqe32(res, flags, extra)
+    def complete_big_cqe(self, res: int, flags: int, big_cqe: int) -> None:
+        self.on_big_cqe(res, flags, big_cqe)
 
 
-def _ignore32(res: int, flags: int, extra: int) -> None:
+def _ignore_big_cqe(res: int, flags: int, big_cqe: int) -> None:
     pass
 
 
@@ -132,8 +134,8 @@ class RunOwned(Protocol):
 
 def _complete_cancelled(op: Op) -> None:
     """Deliver a final -ECANCELED to ``op`` the way a CQE would (CQE32 ops included)."""
-    if isinstance(op, BigMultishotOp):
-        op.complete32(-_errno.ECANCELED, 0, 0)
+    if isinstance(op, BigCqeMultishotOp):
+        op.complete_big_cqe(-_errno.ECANCELED, 0, 0)
     else:
         op.complete(-_errno.ECANCELED, 0)
 
@@ -157,6 +159,9 @@ class OpDriver:
         #: costs an extra task switch, so stream reads wait for readiness on trio's own IO
         #: manager instead of running a recv op.
         self.reaped_by_task = False
+        #: Sends of this run go straight to the ring as ``SEND`` ops (``send="ring"``) rather
+        #: than trying the syscall first (see ``trio_uring.socket.configure_send``).
+        self.send_ring = False
         #: Bytes that bulk receivers (a ZeroCopyReceiver) took from completions since the
         #: last enter: the IO manager coalesces its waits while this stays high.
         self.bulk_bytes = 0
@@ -212,7 +217,7 @@ class OpDriver:
         """
         inflight = self.ring.inflight
         error: BaseException | None = None
-        extra = batch.extra
+        big_cqe = batch.big_cqe
         for i, (ud, res, fl) in enumerate(zip(batch.user_data, batch.res, batch.flags)):
             op = inflight.get(ud)
             if op is None:
@@ -222,8 +227,8 @@ class OpDriver:
                 if op.fd >= 0:
                     self._unindex(op)
             try:
-                if op.big and extra is not None:
-                    op.complete32(res, fl, extra[2 * i])
+                if op.wants_big_cqe and big_cqe is not None:
+                    op.complete_big_cqe(res, fl, big_cqe[2 * i])
                 elif (on_cqe := op.on_cqe) is not None:
                     on_cqe(res, fl)
                 else:
@@ -234,8 +239,12 @@ class OpDriver:
         if error is not None:
             raise error
 
-    def _issue(self, op: OpT, prep: Callable[..., int], args: tuple[Any, ...]) -> OpT:
-        """Write ``op``'s SQE (``prep(*args, ud)``) and track it until its final CQE."""
+    def submit(self, op: OpT, prep: Callable[..., int], *args: Any) -> OpT:
+        """Write ``op``'s SQE (``prep(*args, op.ud)``) and track it until its final CQE.
+
+        Every op goes through here (the waits of the IO manager too), and every abort
+        through :meth:`_withdraw` or :meth:`_request_cancel`: one path for all.
+        """
         if self.closed:
             raise trio.ClosedResourceError("the io_uring ring of this run is closed")
         op.slot = prep(*args, op.ud)
@@ -278,7 +287,7 @@ class OpDriver:
         time :meth:`collect` runs the result is mostly there — one task switch per op, and
         one ``io_uring_enter`` for all ops queued in a scheduler pass.
         """
-        return self._issue(Op(next(self._ids), None, fd, keep), prep, args)
+        return self.submit(Op(next(self._ids), None, fd, keep), prep, *args)
 
     async def collect(self, op: Op) -> int:
         """``op``'s result (a negative errno too), waiting for it if needed.
@@ -291,24 +300,17 @@ class OpDriver:
         if res is None:
             op.task = current_task()
             ring = self.ring
-            ud = op.ud
 
             def abort(raise_cancel: Callable[[], Any]) -> Abort:
-                if ring.closed:
-                    return Abort.SUCCEEDED
-                if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
-                    del ring.inflight[ud]
-                    self._unindex(op)
+                if ring.closed or self._withdraw(op):
                     op.task = None
                     return Abort.SUCCEEDED
                 op.raise_cancel = raise_cancel
-                ring.prep_cancel(ud)
-                if self._on_queued is not None:
-                    self._on_queued()
+                self._request_cancel(op)
                 return Abort.FAILED
 
             return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
-        if res in _CANCELLED and op.closed:
+        if res in CANCELLED and op.closed:
             raise trio.ClosedResourceError("another task closed this fd")
         return res
 
@@ -326,33 +328,39 @@ class OpDriver:
         The final CQE (no ``IORING_CQE_F_MORE``) also goes to ``on_cqe``; cancel with
         :meth:`cancel`.
         """
-        return self._issue(MultishotOp(next(self._ids), fd, keep, on_cqe), prep, args)
+        return self.submit(MultishotOp(next(self._ids), fd, keep, on_cqe), prep, *args)
 
-    def start_multishot32(
+    def start_multishot_big_cqe(
         self,
         prep: Callable[..., int],
         *args: Any,
         fd: int = -1,
         keep: Any = None,
-        on_cqe32: Callable[[int, int, int], None],
-    ) -> BigMultishotOp:
-        """:meth:`start_multishot` for CQE32 payloads: ``on_cqe32(res, flags, first_u64)``."""
-        return self._issue(BigMultishotOp(next(self._ids), fd, keep, on_cqe32), prep, args)
+        on_big_cqe: Callable[[int, int, int], None],
+    ) -> BigCqeMultishotOp:
+        """:meth:`start_multishot` on a CQE32 ring for ops that return data in ``big_cqe``
+        (zcrx offsets): each CQE calls ``on_big_cqe(res, flags, big_cqe[0])``."""
+        return self.submit(BigCqeMultishotOp(next(self._ids), fd, keep, on_big_cqe), prep, *args)
 
     def _withdraw(self, op: Op) -> bool:
         """Take back an op whose SQE the kernel has not seen: the SQE becomes an ignored NOP
-        and the op completes now, with -ECANCELED.
+        and no CQE will come. False if the kernel has it (then :meth:`_request_cancel`).
 
-        Needed before an fd is closed: a queued SQE names the fd by number, and a number
+        Needed before an fd is closed too: a queued SQE names the fd by number, and a number
         closed now may mean another connection by the next submission.
         """
         ring = self.ring
         if ring.unsubmitted(op.gen) and ring.drop_unsubmitted(op.slot):
             ring.inflight.pop(op.ud, None)
             self._unindex(op)
-            _complete_cancelled(op)
             return True
         return False
+
+    def _request_cancel(self, op: Op) -> None:
+        """An ``ASYNC_CANCEL`` for an op in flight; its own final CQE follows."""
+        self.ring.prep_cancel(op.ud)
+        if self._on_queued is not None:
+            self._on_queued()
 
     def _unindex(self, op: Op) -> None:
         ops = self._by_fd.get(op.fd)
@@ -365,11 +373,18 @@ class OpDriver:
         """Cancel ``op``: one the kernel has not seen completes at once (in this call),
         one in flight gets an ASYNC_CANCEL and its final CQE (-ECANCELED) arrives later."""
         ring = self.ring
-        if ring.closed or op.ud not in ring.inflight or self._withdraw(op):
+        if ring.closed or op.ud not in ring.inflight:
             return
-        ring.prep_cancel(op.ud)
-        if self._on_queued is not None:
-            self._on_queued()
+        if self._withdraw(op):
+            _complete_cancelled(op)
+        else:
+            self._request_cancel(op)
+
+    def discard(self, op: Op) -> None:
+        """Nobody waits for ``op`` any more and its outcome does not matter (a readiness
+        poll): withdraw or cancel it; its completion, if one comes, is ignored."""
+        op.task = None
+        self.cancel(op)
 
     def close_fd_ops(self, fd: int) -> int:
         """Cancel every op on ``fd``; waiters raise ``ClosedResourceError``. Returns how many.
@@ -393,7 +408,9 @@ class OpDriver:
             if not op.closed:
                 op.closed = True
                 hit += 1
-                if not self._withdraw(op):
+                if self._withdraw(op):
+                    _complete_cancelled(op)
+                else:
                     ring.prep_cancel(op.ud)
                     queued += 1
         if queued and self._on_queued is not None:

@@ -24,7 +24,7 @@ import weakref
 import trio
 from trio.lowlevel import RunVar
 
-from ._errors import UringUnavailable, fresh, refused_error
+from ._errors import UringUnavailable, refused_error
 from ._io_manager import UringIOManager
 from ._ops import OpDriver
 from ._ring import Ring, run_ring_flags
@@ -63,7 +63,7 @@ def note_fallback(io_manager: object, exc: UringUnavailable) -> None:
 
     Its ops then use readiness at once, without trying io_uring again or warning twice.
     """
-    _FELL_BACK[io_manager] = fresh(exc)
+    _FELL_BACK[io_manager] = exc.fresh()
 
 
 def current_driver() -> OpDriver:
@@ -77,7 +77,7 @@ def current_driver() -> OpDriver:
         return driver
     failed = _FAILED.get()
     if failed is not None:
-        raise fresh(failed)
+        raise failed.fresh()
     mgr = _runners_io_manager()
     if isinstance(mgr, UringIOManager):
         driver = mgr.driver
@@ -86,12 +86,12 @@ def current_driver() -> OpDriver:
         if reason is not None:
             _FAILED.set(reason)
             _WARNED.set(True)  # trio_uring.run / install_io_manager warned already
-            raise fresh(reason)
+            raise reason.fresh()
         try:
             driver = _PlainDriver().driver
         except UringUnavailable as exc:
             if exc.errno not in _TRANSIENT:  # out of fds or memory now is not "refused"
-                _FAILED.set(fresh(exc))
+                _FAILED.set(exc.fresh())
             raise
     _DRIVER.set(driver)
     return driver

@@ -97,8 +97,9 @@ class Batch(NamedTuple):
     user_data: list[int]
     res: list[int]
     flags: list[int]
-    #: The 16 extra bytes of each CQE32 as two u64 (2*i, 2*i+1); None on 16-byte rings.
-    extra: list[int] | None
+    #: Each CQE32's ``big_cqe`` (the kernel's name for its 16 more bytes) as two u64,
+    #: at 2*i and 2*i+1; None on 16-byte rings.
+    big_cqe: list[int] | None
 
 
 #: ``Batch(...)`` without the Python-level ``__new__`` of a NamedTuple (once per enter).
@@ -224,7 +225,7 @@ class Ring:
         self._ud = ffi.new("uint64_t[]", batch)
         self._res = ffi.new("int32_t[]", batch)
         self._fl = ffi.new("uint32_t[]", batch)
-        self._big = ffi.new("uint64_t[]", 2 * batch) if self.cqe32 else ffi.NULL
+        self._big_cqe = ffi.new("uint64_t[]", 2 * batch) if self.cqe32 else ffi.NULL
         self._bufrings: dict[Any, Any] = {}
         self._next_bgid = 0
         self._zcrx: list[Any] = []
@@ -349,7 +350,7 @@ class Ring:
             ns = 0
         else:
             ns = max(1, int(timeout * 1e9))
-        n = lib.tu_enter(p, wait_nr, ns, self._batch, self._ud, self._res, self._fl, self._big)
+        n = lib.tu_enter(p, wait_nr, ns, self._batch, self._ud, self._res, self._fl, self._big_cqe)
         if n <= 0:
             if n == 0:
                 return _new_batch(Batch, ([], [], [], [] if self.cqe32 else None))
@@ -362,7 +363,7 @@ class Ring:
                 ffi.unpack(self._ud, n),
                 ffi.unpack(self._res, n),
                 ffi.unpack(self._fl, n),
-                ffi.unpack(self._big, 2 * n) if self.cqe32 else None,
+                ffi.unpack(self._big_cqe, 2 * n) if self.cqe32 else None,
             ),
         )
 

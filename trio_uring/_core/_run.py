@@ -60,6 +60,7 @@ def run(
     fallback: bool = False,
     entries: int = 256,
     coalesce_usec: int = DEFAULT_COALESCE_USEC,
+    send: str = "direct",
     **trio_run_kwargs: Any,
 ) -> T:
     """Run ``async_fn(*args)`` like ``trio.run``, with an io_uring IO manager.
@@ -67,13 +68,15 @@ def run(
     ``trio_run_kwargs`` go to ``trio.run`` (``clock``, ``instruments``,
     ``strict_exception_groups``, ...). ``coalesce_usec`` bounds how long a wait may
     gather completions while bulk data streams in (0: never; see ``UringIOManager``).
-    If io_uring cannot be used, raises
+    ``send="ring"`` makes every socket send an io_uring ``SEND`` op, submitted once per
+    scheduler pass, instead of trying the syscall first (``"direct"``); the README's
+    options table says when each pays. If io_uring cannot be used, raises
     :class:`UringUnavailable`; with ``fallback=True`` it warns and runs on stock trio
     instead (``trio_uring.backend()`` then tells which one is running).
     """
     check_trio_version()
     try:
-        manager = UringIOManager(entries, coalesce_usec=coalesce_usec)
+        manager = UringIOManager(entries, coalesce_usec=coalesce_usec, send=send)
     except UringUnavailable as exc:
         if not fallback:
             raise

@@ -32,20 +32,21 @@ io_uring poll when it runs dry; a run of small reads switches back to the multis
 from __future__ import annotations
 
 import errno as _errno
-import os
 import threading
 from collections import deque
+from typing import NamedTuple
 
 import trio
 from trio.lowlevel import RunVar
 
 from .._core._bufring import BufferRing
+from .._core._errors import errno_error
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
-from .._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_MORE
+from .._core._ring import CQE_F_MORE
 from .._core._waiter import Waiter
 
-__all__ = ["BufferPool", "StreamReceiver", "buffer_pool", "configure_receive_buffers"]
+__all__ = ["BufferPool", "Handover", "StreamReceiver", "buffer_pool", "configure_receive_buffers"]
 
 DEFAULT_ENTRIES = 512
 DEFAULT_BUF_SIZE = 32 * 1024
@@ -109,8 +110,7 @@ class BufferPool:
         self.spilled_bytes = 0
         self._refs = [0] * entries  # chunks handed out and not yet consumed
         self._held = [False] * entries  # the kernel may still append to this buffer (INC)
-        self._inc = self.bufs.incremental
-        self._inc_off = self.bufs._inc_offset  # where the next INC completion starts per buffer
+        self._take = self.bufs.take
         self._recycle: list[int] = []
         self.starved: set[StreamReceiver] = set()
         #: Receivers holding chunks: the candidates for spilling under pressure.
@@ -119,18 +119,10 @@ class BufferPool:
 
     def chunk(self, res: int, flags: int) -> tuple[int, int]:
         """Account for one data CQE; returns ``(bid, offset)`` of its bytes."""
-        bid = flags >> CQE_BUFFER_SHIFT
+        bid, off, last = self._take(res, flags)
         self._refs[bid] += 1
-        if not self._inc:
-            self.in_kernel -= 1
-            return bid, 0
-        off = self._inc_off[bid]
-        if flags & CQE_F_BUF_MORE:
-            self._inc_off[bid] = off + res
-            self._held[bid] = True
-        else:
-            self._inc_off[bid] = 0
-            self._held[bid] = False
+        self._held[bid] = not last
+        if last:
             self.in_kernel -= 1  # the kernel moved on to the next buffer
         return bid, off
 
@@ -165,6 +157,14 @@ class BufferPool:
             starved, self.starved = self.starved, set()
             for rx in starved:
                 rx.arm()
+
+
+class Handover(NamedTuple):
+    """A stream's receive side as handed to a new owner: its queued bytes and how it ended."""
+
+    data: bytes
+    eof: bool
+    error: OSError | None
 
 
 def _other_run() -> None:
@@ -234,6 +234,10 @@ class StreamReceiver:
             self._eof, self._error = carry._eof, carry._error
         self._pool.driver.own(self)
 
+    @property
+    def driver(self) -> OpDriver:
+        return self._pool.driver
+
     # ---- kernel side ------------------------------------------------------------------------
     def arm(self) -> None:
         if (
@@ -283,7 +287,7 @@ class StreamReceiver:
                 if not self._chunks:
                     self._pool.starved.add(self)  # others hold the buffers: wait for recycling
             elif res < 0 and res != -_errno.ECANCELED:
-                self._error = OSError(-res, os.strerror(-res))
+                self._error = errno_error(res)
             elif not self.closed and self._waiter.task is not None:
                 # a task waits for data (the kernel ended the multishot on its own, e.g. CQ
                 # pressure, or a backpressure cancel met a drained queue): keep receiving.
@@ -317,6 +321,11 @@ class StreamReceiver:
     @property
     def ready(self) -> bool:
         return bool(self._chunks) or bool(self._spill) or self._eof or self._error is not None
+
+    @property
+    def queued(self) -> int:
+        """Received bytes waiting in user memory (the pool's buffers and the spill)."""
+        return self._pending
 
     @property
     def idle(self) -> bool:
@@ -427,33 +436,27 @@ class StreamReceiver:
         return b"".join(parts)
 
     # ---- handing the receive side over (zero-copy receivers) ---------------------------------
-    async def quiesce(self) -> None:
-        """Stop the receive op and wait for its final completion (shielded, bounded).
+    async def hand_over(self) -> Handover:
+        """Give the receive side to a new owner (a zero-copy receiver): stop the receive op,
+        wait for its final completion (shielded, bounded), and return everything queued.
 
-        Afterwards everything the kernel delivered is queued here and nothing more arrives
-        until :meth:`arm`: a new owner of the socket's receive side can take over in order.
+        Afterwards the queue is empty and the op stays off until the stream is read again,
+        so the new owner receives what follows, in order. :meth:`give_back` returns what
+        the new owner took from the socket but did not use.
         """
         op = self._op
-        if op is None:
-            return
-        self._stopping = True
-        self._pool.driver.cancel(op)
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            while self._op is op:
-                await trio.sleep(0)
-
-    def hand_over(self) -> bytes:
-        """Everything queued, as bytes in our own memory; the queue is empty afterwards.
-
-        Call after :meth:`quiesce`: the receive op stays off (it is no longer waiting for
-        buffers either) until the stream is read again.
-        """
+        if op is not None:
+            self._stopping = True
+            self._pool.driver.cancel(op)
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                while self._op is op:
+                    await trio.sleep(0)
         self._pool.starved.discard(self)
         self.spill()
         data = bytes(self._spill)
         self._spill.clear()
         self._pending = 0
-        return data
+        return Handover(data, self._eof, self._error)
 
     def give_back(self, data: bytes, *, eof: bool, error: OSError | None) -> None:
         """Put bytes taken by a zero-copy receiver back in front of the queue."""

@@ -32,16 +32,22 @@ import trio._socket
 from trio.lowlevel import RunVar
 
 from .._core._counters import COUNTERS
+from .._core._errors import errno_error
+from .._core._io_manager import check_send
 from .._core._ops import OpDriver
 from .._core._plain import driver_or_none, existing_driver
 from .._core._ring import readable_cbuf
 from .._core._sockaddr import encode_sockaddr
+from .._core._waiter import Conflict
 from .._native import ffi
-from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, StreamReceiver
+from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, Handover, StreamReceiver
 
 __all__ = [
+    "ReceiveSide",
     "UringSocket",
     "UringSocketFactory",
+    "claim_receive_side",
+    "configure_send",
     "from_stdlib_socket",
     "install_socket_factory",
     "route_all_sockets",
@@ -51,29 +57,10 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R", bytes, int)
-_DIRECT_SEND = os.environ.get("TRIO_URING_SEND", "direct") == "direct"
 _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
 _PEEK, _WAITALL, _DONTWAIT = int(_stdlib.MSG_PEEK), int(_stdlib.MSG_WAITALL), int(_stdlib.MSG_DONTWAIT)
 #: recv flags the stream receive path understands on data it already holds in user memory.
 _QUEUE_FLAGS = _PEEK | _WAITALL | _DONTWAIT
-
-
-class _Conflict:
-    """Raises BusyResourceError when two tasks use the same direction at once."""
-
-    __slots__ = ("_held", "_msg")
-
-    def __init__(self, msg: str) -> None:
-        self._msg = msg
-        self._held = False
-
-    def __enter__(self) -> None:
-        if self._held:
-            raise trio.BusyResourceError(self._msg)
-        self._held = True
-
-    def __exit__(self, *exc: object) -> None:
-        self._held = False
 
 
 class UringSocket(trio.socket.SocketType):
@@ -91,10 +78,10 @@ class UringSocket(trio.socket.SocketType):
         self._sock = sock
         self._did_shutdown_SHUT_WR = False
         self._rx: StreamReceiver | None = None
-        #: The ZeroCopyReceiver that owns this socket's receive side, if one is open.
-        self._zc: Any = None
-        self._recv_conflict = _Conflict("another task is already receiving on this socket")
-        self._accept_conflict = _Conflict("another task is already accepting on this socket")
+        #: The receive side while a zero-copy receiver has it (see :func:`claim_receive_side`).
+        self._lent: ReceiveSide | None = None
+        self._recv_conflict = Conflict("another task is already receiving on this socket")
+        self._accept_conflict = Conflict("another task is already accepting on this socket")
         self._is_stream = sock.type == _stdlib.SOCK_STREAM
         self._driver: OpDriver | None = None
         COUNTERS.sockets_opened += 1
@@ -107,11 +94,11 @@ class UringSocket(trio.socket.SocketType):
         rx = getattr(self, "_rx", None)
         sock = getattr(self, "_sock", None)
         text = f"unclosed {self!r}" if sock is not None and sock.fileno() != -1 else ""
-        if rx is not None and not rx.closed and not rx._pool.driver.closed:
+        if rx is not None and not rx.closed and not rx.driver.closed:
             if rx.thread == threading.get_ident():
                 # before the next enter, never in the middle of one: an SQE still queued on
                 # the fd becomes a NOP before the (now free) fd number can reach the kernel
-                rx._pool.driver.soon(rx.close)
+                rx.driver.soon(rx.close)
             elif _hand_to_run(rx, sock):
                 sock = None  # the run closes it, after its receive op is gone
         if sock is not None and sock.fileno() != -1:
@@ -126,10 +113,10 @@ class UringSocket(trio.socket.SocketType):
         owner could never read them (read them first, e.g. until ``recv`` would block)."""
         rx = self._rx
         if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
-            _check_thread(rx._pool.driver)
-        if rx is not None and not rx.closed and rx.ready and (rx._chunks or rx._spill):
+            _check_thread(rx.driver)
+        if rx is not None and not rx.closed and rx.queued:
             raise trio.BusyResourceError(
-                f"{rx._pending} received bytes are queued in user memory and would be lost with "
+                f"{rx.queued} received bytes are queued in user memory and would be lost with "
                 "detach(): receive them first"
             )
         self._stop_io()
@@ -219,12 +206,12 @@ class UringSocket(trio.socket.SocketType):
         False when the receive side belongs to a live run in another thread: that run was
         handed the socket (it closes it after its receive op is gone).
         """
-        zc, self._zc = self._zc, None
-        if zc is not None:
-            zc._socket_closed()
+        lent, self._lent = self._lent, None
+        if lent is not None:
+            lent.socket_closed()
         rx, self._rx = self._rx, None
         if rx is not None:
-            if rx.thread != threading.get_ident() and not rx._pool.driver.closed:
+            if rx.thread != threading.get_ident() and not rx.driver.closed:
                 sock, placeholder = self._sock, _closed_like(self._sock)
                 if _hand_to_run(rx, sock):
                     self._notify_closing(sock.fileno())  # this thread's run, if any
@@ -319,10 +306,10 @@ class UringSocket(trio.socket.SocketType):
             return
         fd = self._sock.fileno()
         if fd == -1:
-            raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+            raise errno_error(_errno.EBADF)
         res = await d.start(d.ring.prep_poll, fd, select.POLLIN, fd=fd)
         if res < 0:
-            raise OSError(-res, os.strerror(-res))
+            raise errno_error(res)
 
     # ---- connect / accept ---------------------------------------------------------------------
     async def connect(self, address: Any) -> None:
@@ -337,7 +324,7 @@ class UringSocket(trio.socket.SocketType):
             fd = self._sock.fileno()
             res = await d.start(d.ring.prep_connect, fd, sa, salen, fd=fd, keep=sa)
             if res < 0:
-                raise OSError(-res, f"Error connecting to {address!r}: {os.strerror(-res)}")
+                raise errno_error(res, f"Error connecting to {address!r}")
         except trio.Cancelled:
             # as trio does: a connect that was cancelled leaves the socket unusable
             self.close()
@@ -355,7 +342,7 @@ class UringSocket(trio.socket.SocketType):
         await trio.lowlevel.wait_writable(self._sock)
         err = self._sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
         if err:
-            raise OSError(err, f"Error connecting to {address!r}: {os.strerror(err)}")
+            raise errno_error(err, f"Error connecting to {address!r}")
 
     async def accept(self) -> tuple[UringSocket, Any]:
         """One io_uring ``ACCEPT`` for exactly this call: it completes at submission when a
@@ -374,10 +361,10 @@ class UringSocket(trio.socket.SocketType):
                 return UringSocket(sock), addr
             lfd = self._sock.fileno()
             if lfd == -1:
-                raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+                raise errno_error(_errno.EBADF)
             res = await d.start(d.ring.prep_accept, lfd, fd=lfd)
         if res < 0:
-            raise OSError(-res, os.strerror(-res))
+            raise errno_error(res)
         sock = _stdlib.socket(self._sock.family, self._sock.type, self._sock.proto, fileno=res)
         try:
             addr = sock.getpeername()
@@ -390,11 +377,11 @@ class UringSocket(trio.socket.SocketType):
         """The stream's receiver in this run (None where io_uring is unavailable)."""
         rx = self._rx
         if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
-            _check_thread(rx._pool.driver)  # a live run in another thread owns it
+            _check_thread(rx.driver)  # a live run in another thread owns it
         if rx is None or rx.detached:
             fd = self._sock.fileno()
             if fd == -1:
-                raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+                raise errno_error(_errno.EBADF)
             if self._run_driver() is None:
                 return None
             rx = self._rx = StreamReceiver(fd, carry=rx)  # what an earlier run kept comes first
@@ -403,13 +390,9 @@ class UringSocket(trio.socket.SocketType):
     def _carried(self, buflen: int) -> bytes | None:
         """Without io_uring in this run: what an earlier run's receiver kept comes first."""
         rx = self._rx
-        if rx is None or not rx.detached or not (rx._spill or rx.eof or rx.error):
+        if rx is None or not rx.detached or not rx.ready:
             return None
-        if rx._spill:
-            return rx._take_spill(buflen)
-        if rx.error is not None:
-            rx._raise_error()
-        return b""
+        return rx.take(buflen)  # detached: only its own memory (the spill) holds data
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         if not self._is_stream:
@@ -424,9 +407,9 @@ class UringSocket(trio.socket.SocketType):
     async def _stream_recv(self, buflen: int) -> bytes:
         """``recv`` of a stream socket (the hot path of ``receive_some``: kept flat)."""
         conflict = self._recv_conflict
-        if conflict._held:
-            raise trio.BusyResourceError(conflict._msg)
-        conflict._held = True
+        if conflict.held:
+            raise trio.BusyResourceError(conflict.msg)
+        conflict.held = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             rx = self._rx
@@ -452,7 +435,7 @@ class UringSocket(trio.socket.SocketType):
             COUNTERS.bytes_multishot += len(data)
             return data
         finally:
-            conflict._held = False
+            conflict.held = False
 
     async def _readiness_read(self, read: Callable[[], R]) -> R:
         """The receive path without io_uring: :meth:`_nonblocking`, counted."""
@@ -499,7 +482,7 @@ class UringSocket(trio.socket.SocketType):
         if rx.ready:
             await trio.lowlevel.cancel_shielded_checkpoint()
         elif flags & _DONTWAIT:
-            raise BlockingIOError(_errno.EAGAIN, os.strerror(_errno.EAGAIN))
+            raise errno_error(_errno.EAGAIN)
         else:
             await rx.wait()
         return rx.peek(buflen) if flags & _PEEK else rx.take(buflen)
@@ -550,7 +533,7 @@ class UringSocket(trio.socket.SocketType):
             try:
                 result = read()
             except BlockingIOError:
-                if rx._pool.driver.reaped_by_task:
+                if rx.driver.reaped_by_task:
                     # plain trio.run: readiness from trio's own IO manager costs less than a
                     # recv op whose completion a helper task has to reap
                     await trio.lowlevel.wait_readable(self._sock)
@@ -595,7 +578,10 @@ class UringSocket(trio.socket.SocketType):
     async def send(self, data: Any, flags: int = 0, /) -> int:
         # The try of the try-then-wait shape, inlined: the hot path of send_all.
         await trio.lowlevel.checkpoint_if_cancelled()
-        if _DIRECT_SEND:
+        d = self._driver
+        if d is None or d.closed:
+            d = self._run_driver()
+        if d is None or not d.send_ring:
             try:
                 n = self._sock.send(data, int(flags) | _NOSIGNAL)
             except BlockingIOError:
@@ -603,24 +589,24 @@ class UringSocket(trio.socket.SocketType):
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return n
-        if self._run_driver() is None:
+        if d is None:
             return await self._nonblocking(
                 lambda: self._sock.send(data, int(flags) | _NOSIGNAL), self.wait_writable
             )
-        return await self._ring_send(data, int(flags))
+        return await self._ring_send(d, data, int(flags))
 
-    async def _ring_send(self, data: Any, flags: int) -> int:
+    async def _ring_send(self, d: OpDriver, data: Any, flags: int) -> int:
         # Full: let the kernel finish it when there is room. A cancel that loses the race
-        # to the send returns the count (no data is lost or duplicated). TRIO_URING_SEND=ring
+        # to the send returns the count (no data is lost or duplicated). ``send="ring"``
         # sends every message this way: one io_uring_enter per pass for all of them (under
         # 0.1 syscalls per echo round trip at 64 connections, measured) but more CPU than the
         # direct syscall for larger messages, so direct is the default (see the README).
+        if d.thread != threading.get_ident():
+            _check_thread(d)
         fd = self._sock.fileno()
         if fd == -1:
-            raise OSError(_errno.EBADF, os.strerror(_errno.EBADF))
+            raise errno_error(_errno.EBADF)
         cbuf = readable_cbuf(data)
-        d = self._run_driver()
-        assert d is not None
         try:
             op = d.issue(d.ring.prep_send_flags, fd, cbuf, len(cbuf), flags | _NOSIGNAL, fd=fd, keep=cbuf)
             # The run enters the ring (submitting this and every other send of the pass) before
@@ -630,7 +616,7 @@ class UringSocket(trio.socket.SocketType):
         finally:
             ffi.release(cbuf)  # the kernel is done with it either way: unpin the caller's buffer
         if res < 0:
-            raise OSError(-res, os.strerror(-res))
+            raise errno_error(res)
         return res
 
     async def sendto(self, data: Any, *args: Any) -> int:
@@ -654,6 +640,83 @@ class UringSocket(trio.socket.SocketType):
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
+
+
+def configure_send(path: str) -> None:
+    """Choose how this run's sockets send: ``"direct"`` (the default) tries the syscall first
+    and waits with an io_uring ``SEND`` only when the socket is full; ``"ring"`` makes every
+    send an io_uring ``SEND``, submitted once per scheduler pass.
+
+    The same as ``trio_uring.run(..., send=path)``, for runs started another way (a plain
+    ``trio.run``, pytest-trio). Takes effect for sends that start afterwards; a run without
+    io_uring sends directly whatever is chosen.
+    """
+    ring = check_send(path)
+    driver = driver_or_none()
+    if driver is not None:
+        driver.send_ring = ring
+
+
+class ReceiveSide:
+    """A stream socket's receive side, lent to a zero-copy receiver for its block.
+
+    While lent, the socket's own receives raise ``BusyResourceError``; closing the socket
+    calls ``on_close`` (the receiver stops at once). :meth:`take_over` hands the borrower
+    what the stream had queued, :meth:`give_back` returns the side with what it did not use.
+    """
+
+    __slots__ = ("closed", "fd", "on_close", "sock")
+
+    def __init__(self, sock: UringSocket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        #: The socket was closed (by any task) while lent.
+        self.closed = False
+        self.on_close: Callable[[], None] | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Still this socket's open fd: an op armed on the number now would reach it."""
+        return not self.closed and self.sock.fileno() == self.fd
+
+    async def take_over(self) -> Handover:
+        """Stop the stream's own receive op; everything it had queued, and how it ended."""
+        sock = self.sock
+        srx = sock._rx
+        if srx is not None and srx.detached:  # an earlier run's data carries over
+            srx = sock._receiver()
+        if srx is None:
+            return Handover(b"", False, None)
+        return await srx.hand_over()
+
+    def socket_closed(self) -> None:
+        self.closed = True
+        if self.on_close is not None:
+            self.on_close()
+
+    def give_back(self, data: bytes, *, eof: bool, error: OSError | None) -> None:
+        """End the loan: ``data`` (taken from the socket, not handed out) goes back in front
+        of the stream with the end it saw, and the stream may receive again."""
+        sock = self.sock
+        if sock._lent is self:
+            sock._lent = None
+        if self.usable and (data or eof or error is not None):
+            srx = sock._receiver()
+            if srx is not None:
+                srx.give_back(data, eof=eof, error=error)
+        sock._recv_conflict.held = False
+
+
+def claim_receive_side(sock: UringSocket) -> ReceiveSide:
+    """Lend ``sock``'s receive side to a zero-copy receiver (``BusyResourceError`` if in use)."""
+    if sock._recv_conflict.held:
+        raise trio.BusyResourceError(
+            "this socket's receive side is in use: another task is receiving from it, or another "
+            "zero-copy receiver is open on it"
+        )
+    sock._recv_conflict.held = True
+    side = sock._lent = ReceiveSide(sock)
+    return side
 
 
 def _closed_like(sock: _stdlib.socket) -> _stdlib.socket:

@@ -15,7 +15,8 @@ from typing import Any
 
 import trio
 
-from ._socket import UringSocket, _Conflict, install_socket_factory
+from .._core._waiter import Conflict
+from ._socket import UringSocket, install_socket_factory
 
 __all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
 
@@ -51,7 +52,7 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
 
     def __init__(self, socket: UringSocket) -> None:
         self.socket = _stream_socket(socket, "UringSocketStream")
-        self._send_conflict = _Conflict("another task is currently sending data on this stream")
+        self._send_conflict = Conflict("another task is currently sending data on this stream")
         if socket.family in (_stdlib.AF_INET, _stdlib.AF_INET6):
             try:
                 socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NODELAY, True)
@@ -65,9 +66,9 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         if sock._did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
         conflict = self._send_conflict
-        if conflict._held:
-            raise trio.BusyResourceError(conflict._msg)
-        conflict._held = True
+        if conflict.held:
+            raise trio.BusyResourceError(conflict.msg)
+        conflict.held = True
         try:
             with memoryview(data) as view:
                 size = view.nbytes
@@ -85,7 +86,7 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise _stream_error(exc) from exc
         finally:
-            conflict._held = False
+            conflict.held = False
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_conflict:

@@ -5,8 +5,9 @@ A registered ifq owns an *area* (memory the NIC — or, device-less, the kernel 
 payloads into) and a *refill ring* through which the application hands each completion's
 buffer back. Receivers on the same ring, interface and queue share one ifq. Refill entries
 are queued as leases are released and published once per scheduler pass (one release
-store of the tail); device-less mode also needs ``ZCRX_CTRL_FLUSH_RQ`` before the kernel
-looks at them.
+store of the tail); when a receiver runs out of area, ``ZCRX_CTRL_FLUSH_RQ`` makes the
+kernel take them at once (device-less mode needs it; a NIC queue does when the data came
+through the kernel's copy fallback, see ``Ifq.flush_wanted``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 from typing import Any
 
 from .._core._bufring import alloc_slab
+from .._core._errors import Unavailable
 from .._core._ops import OpDriver
 from .._native import ffi, lib
 
@@ -27,14 +29,8 @@ PAGE = os.sysconf("SC_PAGESIZE")
 NODEV = int(lib.TU_ZCRX_REG_NODEV)
 
 
-class ZeroCopyUnavailable(RuntimeError):
+class ZeroCopyUnavailable(Unavailable):
     """A zero-copy mode cannot be used; ``reason`` names the requirement, ``remedy`` the fix."""
-
-    def __init__(self, reason: str, remedy: str = "", *, errno: int | None = None) -> None:
-        self.reason = reason
-        self.remedy = remedy
-        self.errno = errno
-        super().__init__(reason if not remedy else f"{reason}. To fix: {remedy}")
 
 
 def registration_error(err: int, *, interface: str | None, queue: int, nodev: bool) -> ZeroCopyUnavailable:
@@ -128,7 +124,8 @@ class Ifq:
         self.nodev = nodev
         self.interface = interface
         self.queue = queue
-        self._slab, _view = alloc_slab(area_size)  # leases view it through per-lease buffers
+        #: The area's C pointer and owner: leases view it through per-lease buffers.
+        self.area_ptr, _view = alloc_slab(area_size)
         self.area_size = area_size
         if nodev:
             if_idx = 0
@@ -151,7 +148,7 @@ class Ifq:
             queue,
             rq_entries,
             NODEV if nodev else 0,
-            self._slab,
+            self.area_ptr,
             area_size,
             out,
             self._info,
@@ -166,10 +163,13 @@ class Ifq:
         self.refills = 0
         self.flushes = 0
         self.users = 0
-        #: Device-less mode: the kernel takes refilled buffers back only on a FLUSH_RQ
-        #: syscall. It is made when a receiver ran out of area (-ENOMEM) or the refill ring
-        #: fills up, not once per pass.
+        #: The kernel takes refilled buffers back when the queue's page pool allocates: on a
+        #: NIC, only when traffic reaches the bound queue (data that arrived on other queues
+        #: was copied into the area and its buffers would wait), device-less never. A
+        #: ``ZCRX_CTRL_FLUSH_RQ`` syscall (Linux >= 6.19) makes it take them now. It is made
+        #: when a receiver ran out of area (-ENOMEM) or the refill ring fills up, not per pass.
         self.flush_wanted = False
+        self.can_flush = True
         #: Receivers that ran dry while holding nothing: re-armed when buffers come back.
         self.starved: set[Any] = set()
         driver.pre_enter.append(self.flush)
@@ -205,10 +205,14 @@ class Ifq:
         del self._lens[:done]
         if self.starved:
             self.flush_wanted = True
-        if self.nodev and (self.flush_wanted or lib.tu_zcrx_rq_space(self._ptr) < self.rq_entries // 4):
+        if self.can_flush and (self.flush_wanted or lib.tu_zcrx_rq_space(self._ptr) < self.rq_entries // 4):
             self.flush_wanted = False
-            if lib.tu_zcrx_flush_rq(self.driver.ring.native, self._ptr) == 0:
+            ret = lib.tu_zcrx_flush_rq(self.driver.ring.native, self._ptr)
+            if ret == 0:
                 self.flushes += 1
+            elif ret in (-_errno.EINVAL, -_errno.EOPNOTSUPP):
+                # no ZCRX_CTRL_FLUSH_RQ (Linux < 6.19): refills wait for the queue's page pool
+                self.can_flush = False
         if done and self.starved:
             starved, self.starved = self.starved, set()
             for rx in starved:
@@ -230,17 +234,16 @@ def get_ifq(
     gets the same error without another attempt — a fresh exception each time, built from
     the remembered cause, so no traceback (and nothing it references) accumulates.
     """
-    registry: dict[Any, Ifq | tuple[str, str, int | None]] = driver.extensions.setdefault("zcrx_ifqs", {})
+    registry: dict[Any, Ifq | ZeroCopyUnavailable] = driver.extensions.setdefault("zcrx_ifqs", {})
     key = (None if nodev else interface, queue, nodev)
     ifq = registry.get(key)
-    if isinstance(ifq, tuple):
-        reason, remedy, err = ifq
-        raise ZeroCopyUnavailable(reason, remedy, errno=err)
+    if isinstance(ifq, ZeroCopyUnavailable):
+        raise ifq.fresh()
     if ifq is None:
         try:
             ifq = Ifq(driver, interface, queue, area_size, rq_entries=rq_entries, nodev=nodev)
         except ZeroCopyUnavailable as exc:
-            registry[key] = (exc.reason, exc.remedy, exc.errno)
+            registry[key] = exc.fresh()  # without this traceback: it references the caller's frames
             raise
         registry[key] = ifq
     return ifq

@@ -441,3 +441,38 @@ def test_one_task_at_a_time_per_receiver(run: Runner) -> None:
             assert await rx.receive_batch() == []  # the end of stream, for whoever asks next
 
     run(main)
+
+
+def test_a_mode_is_one_source_class_and_its_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver needs nothing of a mode but its ReceiveSource: a new one, registered,
+    receives byte-exact, and every buffer it lent comes back through it."""
+    from trio_uring.zerocopy import _sources  # noqa: PLC0415 - the registry extended here
+
+    given: list[Any] = []
+
+    class Counted(_sources.CopySource):
+        mode = "counted"
+
+        def give_back(self, key: int, nbytes: int) -> None:
+            given.append(key)
+            super().give_back(key, nbytes)
+
+    monkeypatch.setitem(_sources.SOURCES, "counted", Counted)
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        total = 4 * MiB
+        h = hashlib.sha256()
+        async with trio.open_nursery() as n:
+            n.start_soon(send_then_eof, tx, blocks(total))
+            async with open_zc_receiver(rx_stream, mode="counted") as rx:
+                assert rx.mode == "counted"
+                async for lease in rx:
+                    with lease:
+                        h.update(lease.data)
+                st = rx.statistics()
+        await rx_stream.aclose()
+        assert h.digest() == digest(total)
+        assert len(given) == st.completions == st.refills and st.leases_out == 0
+
+    trio_uring.run(main)

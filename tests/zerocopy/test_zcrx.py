@@ -153,12 +153,19 @@ def test_explicit_modes_raise_and_auto_falls_back_with_reasons(runner: object) -
                 with pytest.raises(ZeroCopyUnavailable, match=r"7\.1"):
                     async with open_zc_receiver(a, mode="zcrx-nodev"):
                         pass
-            async with open_zc_receiver(a, interface="lo") as rx:
-                reason = rx.statistics().fallback_reason
-                assert rx.mode == ("zcrx-nodev" if NODEV_KERNEL else "copy")
-                assert reason.startswith("zcrx: lo cannot do zero-copy receive")
-                if not NODEV_KERNEL:
-                    assert "zcrx-nodev: device-less zcrx" in reason
+            for queue in (None, 0, 1):
+                # the queue is the NIC's: device-less zcrx is tried without it (the kernel
+                # refuses device-less registration with any interface or queue set)
+                async with open_zc_receiver(a, interface="lo", queue=queue) as rx:
+                    reason = rx.statistics().fallback_reason
+                    assert rx.mode == ("zcrx-nodev" if NODEV_KERNEL else "copy"), (queue, reason)
+                    assert reason.startswith("zcrx: lo cannot do zero-copy receive")
+                    if not NODEV_KERNEL:
+                        assert "zcrx-nodev: device-less zcrx" in reason
+            for kwargs in ({"interface": "lo"}, {"queue": 1}, {"queue": 0}):
+                with pytest.raises(ValueError, match="receives without a device"):
+                    async with open_zc_receiver(a, mode="zcrx-nodev", **kwargs):  # type: ignore[arg-type]
+                        pass
 
     runner(main)  # type: ignore[operator]
 

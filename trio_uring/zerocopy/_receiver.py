@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Lease", "ReceiverStatistics", "ZeroCopyReceiver", "open_zc_receiver"]
 
-MODES = tuple(SOURCES)
 DEFAULT_AREA = 16 << 20
 
 
@@ -298,8 +297,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
 
 def _check_args(mode: str, interface: str | None, queue: int | None, area_size: int) -> None:
-    if mode not in (*MODES, "auto"):
-        raise ValueError(f"mode must be one of {', '.join((*MODES, 'auto'))}, not {mode!r}")
+    if mode != "auto" and mode not in SOURCES:
+        raise ValueError(f"mode must be one of {', '.join((*SOURCES, 'auto'))}, not {mode!r}")
     if not isinstance(area_size, int) or isinstance(area_size, bool) or area_size <= 0:
         raise ValueError(f"area_size must be a positive int, got {area_size!r}")
     if queue is not None and (
@@ -343,11 +342,12 @@ def _open_source(
 ) -> tuple[ReceiveSource, list[str]]:
     """The source for ``mode`` (``auto``: the first that works), and why others were skipped."""
     reasons: list[str] = []
-    for name in MODES if mode == "auto" else (mode,):
+    names = list(SOURCES) if mode == "auto" else [mode]
+    for name in names:
         try:
             source = SOURCES[name].open(driver, sock, interface=interface, queue=queue, area_size=area_size)
         except ZeroCopyUnavailable as exc:
-            if mode != "auto" or name == MODES[-1]:
+            if name == names[-1]:
                 raise
             reasons.append(f"{name}: {exc.reason}")
         else:

@@ -164,7 +164,7 @@ def test_explicit_modes_raise_and_auto_falls_back_with_reasons(runner: object) -
                         assert "zcrx-nodev: device-less zcrx" in reason
             for kwargs in ({"interface": "lo"}, {"queue": 1}, {"queue": 0}):
                 with pytest.raises(ValueError, match="receives without a device"):
-                    async with open_zc_receiver(a, mode="zcrx-nodev", **kwargs):  # type: ignore[arg-type]
+                    async with open_zc_receiver(a, mode="zcrx-nodev", **kwargs):
                         pass
 
     runner(main)  # type: ignore[operator]

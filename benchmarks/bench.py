@@ -57,6 +57,7 @@ SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
     "echo 1000x64B": ("echo", 1000, 64, "echo", "round trip"),
     "bulk 1x64KiB": ("sink", 1, 65536, "sink", "64 KiB"),
     "bulk 1x64KiB zero-copy": ("sink", 1, 65536, "sink-zc", "64 KiB"),
+    "bulk 1x64KiB zero-copy async for": ("sink", 1, 65536, "sink-zc-for", "64 KiB"),
     "churn": ("churn", 1, 64, "echo", "connection"),
     "idle 1000": ("idle", 1000, 0, "echo", "connection"),
 }
@@ -82,7 +83,7 @@ def build_native() -> dict[str, Path]:
 
 def server_cmd(server: str, mode: str, exes: dict[str, Path]) -> list[str]:
     if server == "c_liburing":
-        return [str(exes["uring_server"]), mode.replace("sink-zc", "sink")]
+        return [str(exes["uring_server"]), "sink" if mode.startswith("sink-zc") else mode]
     return [sys.executable, str(HERE / "servers.py"), server, mode]
 
 

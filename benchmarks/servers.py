@@ -1,7 +1,8 @@
 """Benchmark servers, one per backend; ``python benchmarks/servers.py BACKEND MODE``.
 
 MODE ``echo`` sends every received chunk back; ``sink`` reads and discards; ``sink-zc``
-reads through the ZeroCopyReceiver where the backend has one. Each prints its port on the
+reads through the ZeroCopyReceiver where the backend has one (``receive_batch``), ``sink-zc-for``
+the same with ``async for lease in rx``. Each prints its port on the
 first line of stdout once it listens on 127.0.0.1, then serves until killed.
 """
 
@@ -48,7 +49,14 @@ def run_trio(backend: str, mode: str) -> None:
                     with lease:
                         lease.data.nbytes  # noqa: B018 - the bytes, used in place
 
-    handler = {"echo": echo, "sink": sink, "sink-zc": sink_zc}[mode]
+    async def sink_zc_for(stream: trio.abc.Stream) -> None:
+        # the loop the README shows first: one lease per receive()
+        async with trio_uring.open_zc_receiver(stream, mode="copy") as rx:
+            async for lease in rx:
+                with lease:
+                    lease.data.nbytes  # noqa: B018 - the bytes, used in place
+
+    handler = {"echo": echo, "sink": sink, "sink-zc": sink_zc, "sink-zc-for": sink_zc_for}[mode]
 
     async def main() -> None:
         if backend == "trio_factory":
@@ -65,7 +73,7 @@ def run_trio(backend: str, mode: str) -> None:
 
 
 def run_asyncio(backend: str, mode: str) -> None:
-    mode = "sink" if mode == "sink-zc" else mode
+    mode = "sink" if mode.startswith("sink-zc") else mode
     if backend.startswith("uvloop"):
         import uvloop
 
@@ -107,6 +115,6 @@ if __name__ == "__main__":
         raise SystemExit(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
     if backend.startswith("trio"):
         # the ZeroCopyReceiver is trio_uring's; the others run their ordinary sink
-        run_trio(backend, mode if backend.startswith("trio_uring") else mode.replace("sink-zc", "sink"))
+        run_trio(backend, mode if backend.startswith("trio_uring") else "sink" if "zc" in mode else mode)
     else:
         run_asyncio(backend, mode)

@@ -182,7 +182,7 @@ class Ifq:
         refused here, before the kernel could see them.
         """
         start = off & AREA_MASK
-        if off >> AREA_SHIFT != self._info.area_token >> AREA_SHIFT or length <= 0 or start + length > self.area_size:
+        if (off ^ self._info.area_token) >> AREA_SHIFT or length <= 0 or start + length > self.area_size:
             raise ValueError(f"not a buffer of this zcrx area: offset {off:#x}, length {length}")
         self._offs.append(off)
         self._lens.append(length)

@@ -60,6 +60,10 @@ struct tu_ring {
 /* SQ slots given to the caller are absolute SQ indexes folded to 31 bits: never negative. */
 #define TU_SLOT_MASK 0x7fffffffu
 
+/* The most entries a buffer ring or a zcrx refill ring is given: the kernel's zcrx limit
+ * (IO_RQ_MAX_ENTRIES) and the largest power of two under its buffer-ring limit (65536). */
+#define TU_MAX_RING_ENTRIES 32768u
+
 /* Completions wait outside the CQ ring, on the kernel's overflow list or as deferred task
  * work (COOP_TASKRUN / DEFER_TASKRUN): only an io_uring_enter brings them in. */
 static inline int cq_ring_needs_flush(const struct io_uring *ring)

@@ -13,7 +13,7 @@ int tu_bufring_new(tu_ring *r, uint16_t bgid, unsigned entries, unsigned buf_siz
     int ret;
 
     *out = NULL;
-    if (entries == 0 || entries > 32768 || (entries & (entries - 1)) || buf_size == 0 || !slab)
+    if (entries == 0 || entries > TU_MAX_RING_ENTRIES || (entries & (entries - 1)) || buf_size == 0 || !slab)
         return -EINVAL;
     b = calloc(1, sizeof(*b));
     if (!b)

@@ -17,7 +17,7 @@ int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_e
     int ret;
 
     *out = NULL;
-    if (rq_entries == 0 || rq_entries > 32768)
+    if (rq_entries == 0 || rq_entries > TU_MAX_RING_ENTRIES)
         return -EINVAL;
     while (rounded < rq_entries)
         rounded <<= 1;

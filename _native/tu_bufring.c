@@ -2,28 +2,25 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/mman.h>
 
 #include "tu.h"
 
 int tu_bufring_new(tu_ring *r, uint16_t bgid, unsigned entries, unsigned buf_size,
                    char *slab, unsigned flags, tu_bufring **out)
 {
-    long page = sysconf(_SC_PAGESIZE);
     struct tu_buf_reg reg;
     struct tu_bufring *b;
     int ret;
 
     *out = NULL;
-    if (entries == 0 || entries > 32768 || (entries & (entries - 1)) || buf_size == 0 || !slab)
+    if (entries == 0 || entries > TU_MAX_RING_ENTRIES || (entries & (entries - 1)) || buf_size == 0 || !slab)
         return -EINVAL;
     b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
-    b->br_bytes = ((entries * sizeof(struct io_uring_buf) + (size_t)page - 1) / (size_t)page) * (size_t)page;
-    b->br = mmap(NULL, b->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b->br == MAP_FAILED) {
+    b->br_bytes = tu_page_round(entries * sizeof(struct io_uring_buf));
+    b->br = tu_map(b->br_bytes);
+    if (!b->br) {
         free(b);
         return -ENOMEM;
     }
@@ -32,7 +29,7 @@ int tu_bufring_new(tu_ring *r, uint16_t bgid, unsigned entries, unsigned buf_siz
     reg.ring_entries = entries;
     reg.bgid = bgid;
     reg.flags = (flags & 1) ? TU_IOU_PBUF_RING_INC : 0;
-    ret = io_uring_register(r->ring.ring_fd, TU_IORING_REGISTER_PBUF_RING, &reg, 1);
+    ret = io_uring_register(r->ring.ring_fd, IORING_REGISTER_PBUF_RING, &reg, 1);
     if (ret < 0) {
         munmap(b->br, b->br_bytes);
         free(b);
@@ -47,6 +44,7 @@ int tu_bufring_new(tu_ring *r, uint16_t bgid, unsigned entries, unsigned buf_siz
     for (unsigned i = 0; i < entries; i++)
         io_uring_buf_ring_add(b->br, slab + (size_t)i * buf_size, buf_size, (unsigned short)i, (int)b->mask, (int)i);
     b->tail = (uint16_t)entries;
+    /* Ensure the kernel sees the buffer entries before the tail that publishes them. */
     io_uring_smp_store_release(&b->br->tail, b->tail);
     b->next = r->bufrings;
     r->bufrings = b;
@@ -68,6 +66,7 @@ void tu_bufring_recycle(tu_bufring *b, const uint16_t *bids, unsigned n)
         k++;
     }
     b->tail = (uint16_t)(b->tail + k);
+    /* As io_uring_buf_ring_advance: the entries above before the new tail. */
     io_uring_smp_store_release(&b->br->tail, b->tail);
 }
 
@@ -79,7 +78,7 @@ int tu_bufring_free(tu_ring *r, tu_bufring *b)
 
     memset(&reg, 0, sizeof(reg));
     reg.bgid = b->bgid;
-    ret = io_uring_register(r->ring.ring_fd, TU_IORING_UNREGISTER_PBUF_RING, &reg, 1);
+    ret = io_uring_register(r->ring.ring_fd, IORING_UNREGISTER_PBUF_RING, &reg, 1);
     for (pp = &r->bufrings; *pp; pp = &(*pp)->next) {
         if (*pp == b) {
             *pp = b->next;

@@ -6,7 +6,7 @@
  * tu_sqe_to_nop while the SQE has not been submitted. */
 #define GET_SQE(r, sqe, slot)                                       \
     struct io_uring_sqe *sqe;                                       \
-    int slot = (int)((r)->ring.sq.sqe_tail & 0x7fffffffu);          \
+    int slot = (int)((r)->ring.sq.sqe_tail & TU_SLOT_MASK);         \
     sqe = io_uring_get_sqe(&(r)->ring);                             \
     if (!sqe)                                                       \
         return -EBUSY;
@@ -54,7 +54,7 @@ int tu_prep_recv_select(tu_ring *r, int fd, uint16_t bgid, uint32_t len, int msg
     GET_SQE(r, sqe, slot);
     io_uring_prep_recv(sqe, fd, NULL, len, msg_flags);
     if (multishot)
-        sqe->ioprio |= TU_IORING_RECV_MULTISHOT;
+        sqe->ioprio |= IORING_RECV_MULTISHOT;
     if (bundle)
         sqe->ioprio |= TU_IORING_RECVSEND_BUNDLE;
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -69,7 +69,7 @@ int tu_prep_recv_zc(tu_ring *r, int fd, uint32_t zcrx_id, uint32_t len, uint64_t
     sqe->opcode = TU_IORING_OP_RECV_ZC;
     sqe->fd = fd;
     sqe->len = len;
-    sqe->ioprio = TU_IORING_RECV_MULTISHOT;
+    sqe->ioprio = IORING_RECV_MULTISHOT;
     /* zcrx_ifq_idx shares bytes 44..47 with file_index / splice_fd_in. */
     sqe->file_index = zcrx_id;
     return finish(sqe, ud, slot);

@@ -2,8 +2,6 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/mman.h>
 
 #include "tu.h"
 
@@ -75,7 +73,8 @@ void tu_ring_set_coalesce(tu_ring *r, unsigned usec, unsigned nr)
     r->coalesce_nr = nr;
 }
 
-/* Publish locally prepared SQEs; returns how many the kernel has not consumed yet. */
+/* Publish locally prepared SQEs (liburing's __io_uring_flush_sq); returns how many the
+ * kernel has not consumed yet. */
 static unsigned flush_sq(struct io_uring *ring)
 {
     struct io_uring_sq *sq = &ring->sq;
@@ -83,8 +82,19 @@ static unsigned flush_sq(struct io_uring *ring)
 
     if (sq->sqe_head != tail) {
         sq->sqe_head = tail;
+        /*
+         * Ensure the kernel sees the SQE updates before the tail update. (Without
+         * SQPOLL liburing makes a plain store, the io_uring_enter that follows being
+         * the barrier; the release store costs nothing on x86 and is right either way.)
+         */
         io_uring_smp_store_release(sq->ktail, tail);
     }
+    /*
+     * This load needs to be atomic, since sq->khead is written concurrently by the
+     * kernel, but it doesn't need to be load_acquire, since the kernel doesn't store to
+     * the submission queue; it advances khead just to indicate that it's finished reading
+     * the submission queue entries so they're available for us to write to.
+     */
     return tail - IO_URING_READ_ONCE(*sq->khead);
 }
 
@@ -98,11 +108,9 @@ static int sys_enter(tu_ring *r, unsigned to_submit, unsigned min, long long tim
 
     if (min && timeout_ns > 0) {
         memset(&arg, 0, sizeof(arg));
-        if (timeout_ns > 0) {
-            ts.tv_sec = timeout_ns / 1000000000LL;
-            ts.tv_nsec = timeout_ns % 1000000000LL;
-            arg.ts = (uint64_t)(uintptr_t)&ts;
-        }
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        arg.ts = (uint64_t)(uintptr_t)&ts;
         /* Only under a finite timeout: with none, the kernel ends the wait when the
          * minimum wait expires, even with nothing to show for it (measured on 6.18). */
         if (r->coalesce_usec && timeout_ns > r->coalesce_usec * 1000LL) {
@@ -122,7 +130,9 @@ static unsigned reap(struct io_uring *ring, unsigned n, unsigned max, uint64_t *
 {
     struct io_uring_cq *cq = &ring->cq;
     unsigned shift = (ring->flags & IORING_SETUP_CQE32) ? 1 : 0;
+    /* Only we write the head: a plain load. */
     unsigned head = *cq->khead;
+    /* Ensure the CQEs are read only after the tail that publishes them. */
     unsigned tail = io_uring_smp_load_acquire(cq->ktail);
 
     while (head != tail && n < max) {
@@ -141,6 +151,10 @@ static unsigned reap(struct io_uring *ring, unsigned n, unsigned max, uint64_t *
         head++;
         n++;
     }
+    /*
+     * Ensure that the kernel only sees the new value of the head index after the CQEs
+     * have been read.
+     */
     io_uring_smp_store_release(cq->khead, head);
     return n;
 }
@@ -150,29 +164,23 @@ int tu_enter(tu_ring *r, unsigned wait_nr, long long timeout_ns, unsigned max,
 {
     struct io_uring *ring = &r->ring;
     unsigned to_submit = flush_sq(ring);
-    unsigned ready = io_uring_cq_ready(ring);
-    unsigned sqflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-    unsigned pending_work = sqflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
-    int wait = wait_nr > 0 && ready < wait_nr && timeout_ns != 0;
+    int wait = wait_nr > 0 && io_uring_cq_ready(ring) < wait_nr && timeout_ns != 0;
     int interrupted = 0;
     unsigned n;
 
-    if (to_submit || wait || pending_work) {
+    if (to_submit || wait || cq_ring_needs_flush(ring)) {
         int ret = sys_enter(r, to_submit, wait ? wait_nr : 0, timeout_ns);
         if (ret == -EINTR)
             interrupted = 1;
-        else if (ret < 0 && ret != -ETIME && ret != -EBUSY && ret != -EAGAIN)
+        else if (ret < 0 && ret != -ETIME && !enter_busy(ret))
             return ret;
     }
     n = reap(ring, 0, max, ud, res, fl, big);
     /* Completions the kernel parked on its overflow list (or deferred task work that
      * became due while we copied) only reach the CQ through another enter. */
-    for (int rounds = 0; n < max && rounds < 4; rounds++) {
-        sqflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-        if (!(sqflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)))
-            break;
+    for (int rounds = 0; n < max && rounds < 4 && cq_ring_needs_flush(ring); rounds++) {
         int ret = sys_enter(r, 0, 0, 0);
-        if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN)
+        if (ret < 0 && ret != -EINTR && !enter_busy(ret))
             break;
         n = reap(ring, n, max, ud, res, fl, big);
     }
@@ -187,14 +195,14 @@ int tu_submit(tu_ring *r)
     if (!to_submit)
         return 0;
     int ret = sys_enter(r, to_submit, 0, 0);
-    return (ret == -EBUSY || ret == -EAGAIN) ? 0 : ret;
+    return enter_busy(ret) ? 0 : ret;
 }
 
 int tu_sqe_to_nop(tu_ring *r, int slot, uint64_t ud)
 {
     struct io_uring_sq *sq = &r->ring.sq;
     unsigned pending = sq->sqe_tail - sq->sqe_head;
-    unsigned off = ((unsigned)slot - (sq->sqe_head & 0x7fffffffu)) & 0x7fffffffu;
+    unsigned off = ((unsigned)slot - (sq->sqe_head & TU_SLOT_MASK)) & TU_SLOT_MASK;
 
     if (slot < 0 || off >= pending)
         return -ENOENT;
@@ -207,15 +215,16 @@ int tu_sqe_to_nop(tu_ring *r, int slot, uint64_t ud)
 
 char *tu_slab_alloc(size_t len)
 {
-    long page = sysconf(_SC_PAGESIZE);
+    size_t page = tu_page_size();
     size_t total;
     char *base;
 
-    if (len == 0)
+    /* A length no mapping could hold fails as mmap would, instead of wrapping round. */
+    if (len == 0 || len > SIZE_MAX - 2 * page)
         return NULL;
-    total = ((len + (size_t)page - 1) / (size_t)page + 1) * (size_t)page;
-    base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
+    total = page + tu_page_round(len);
+    base = tu_map(total);
+    if (!base)
         return NULL;
     *(size_t *)base = total;
     return base + page;
@@ -223,10 +232,9 @@ char *tu_slab_alloc(size_t len)
 
 void tu_slab_free(char *p)
 {
-    long page = sysconf(_SC_PAGESIZE);
     if (!p)
         return;
-    char *base = p - page;
+    char *base = p - tu_page_size();
     munmap(base, *(size_t *)base);
 }
 
@@ -264,7 +272,5 @@ int tu_register_eventfd(tu_ring *r, int fd)
 
 int tu_ring_has_work(tu_ring *r)
 {
-    struct io_uring *ring = &r->ring;
-    unsigned sqflags = IO_URING_READ_ONCE(*ring->sq.kflags);
-    return io_uring_cq_ready(ring) > 0 || (sqflags & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+    return io_uring_cq_ready(&r->ring) > 0 || cq_ring_needs_flush(&r->ring);
 }

@@ -1,8 +1,12 @@
 /* Kernel io_uring UAPI newer than the system liburing (Debian bookworm ships 2.3).
  *
  * Values and layouts are the kernel's (include/uapi/linux/io_uring.h and, from 7.1,
- * include/uapi/linux/io_uring/zcrx.h). Every definition is guarded so a newer liburing
- * header that already has it wins; the structs carry a tu_ prefix so they never clash
+ * include/uapi/linux/io_uring/zcrx.h), each written once, and only what the native layer
+ * or the Python layer uses. Where liburing 2.3 has a constant, its definition is used
+ * (the IORING_SETUP_* guards below serve older liburings only). What it lacks carries a
+ * TU_ prefix: the UAPI declares opcodes and register codes as enum members, which #ifndef
+ * cannot see, and a newer liburing must not clash. The TU_ names of three CQE flags the
+ * Python layer reads alias liburing's. The structs carry a tu_ prefix for the same reason
  * and their sizes are checked at compile time.
  */
 #ifndef TU_UAPI_H
@@ -27,8 +31,6 @@
 #endif
 #define TU_IORING_SETUP_CQE_MIXED (1U << 18)
 
-#define TU_IORING_RECVSEND_POLL_FIRST (1U << 0)
-#define TU_IORING_RECV_MULTISHOT (1U << 1)
 #define TU_IORING_RECVSEND_BUNDLE (1U << 4)
 #define TU_IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
 #define TU_IORING_FEAT_MIN_TIMEOUT (1U << 15)
@@ -41,32 +43,21 @@ struct tu_getevents_arg {
     uint64_t ts;
 };
 
-#define TU_IORING_CQE_F_BUFFER (1U << 0)
-#define TU_IORING_CQE_F_MORE (1U << 1)
-#define TU_IORING_CQE_F_SOCK_NONEMPTY (1U << 2)
-#define TU_IORING_CQE_F_NOTIF (1U << 3)
+#define TU_IORING_CQE_F_BUFFER IORING_CQE_F_BUFFER
+#define TU_IORING_CQE_F_MORE IORING_CQE_F_MORE
+#define TU_IORING_CQE_F_NOTIF IORING_CQE_F_NOTIF
 #define TU_IORING_CQE_F_BUF_MORE (1U << 4)
-#define TU_IORING_CQE_F_SKIP (1U << 5)
-#define TU_IORING_CQE_F_32 (1U << 15)
 
-#define TU_IORING_REGISTER_PBUF_RING 22
-#define TU_IORING_UNREGISTER_PBUF_RING 23
 #define TU_IORING_REGISTER_ZCRX_IFQ 32
-#define TU_IORING_REGISTER_QUERY 35
 #define TU_IORING_REGISTER_ZCRX_CTRL 36
 
-#define TU_IOU_PBUF_RING_MMAP 1
 #define TU_IOU_PBUF_RING_INC 2
 
 #define TU_IORING_ZCRX_AREA_SHIFT 48
 #define TU_IORING_ZCRX_AREA_MASK (~(((uint64_t)1 << TU_IORING_ZCRX_AREA_SHIFT) - 1))
-#define TU_IORING_ZCRX_AREA_DMABUF 1
 #define TU_IORING_MEM_REGION_TYPE_USER 1
-#define TU_ZCRX_REG_IMPORT 1
 #define TU_ZCRX_REG_NODEV 2
 #define TU_ZCRX_CTRL_FLUSH_RQ 0
-#define TU_ZCRX_CTRL_EXPORT 1
-#define TU_IO_URING_QUERY_OPCODES 0
 
 struct tu_buf_reg {            /* struct io_uring_buf_reg */
     uint64_t ring_addr;

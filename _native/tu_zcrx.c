@@ -2,8 +2,6 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/mman.h>
 
 #include "tu.h"
 
@@ -11,7 +9,6 @@ int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_e
                      uint32_t flags, char *area, uint64_t area_len, tu_zcrx **out,
                      struct tu_zcrx_info *info)
 {
-    long page = sysconf(_SC_PAGESIZE);
     struct tu_zcrx_area_reg area_reg;
     struct tu_region_desc rd;
     struct tu_zcrx_ifq_reg reg;
@@ -20,7 +17,7 @@ int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_e
     int ret;
 
     *out = NULL;
-    if (rq_entries == 0 || rq_entries > 32768)
+    if (rq_entries == 0 || rq_entries > TU_MAX_RING_ENTRIES)
         return -EINVAL;
     while (rounded < rq_entries)
         rounded <<= 1;
@@ -28,10 +25,9 @@ int tu_zcrx_register(tu_ring *r, uint32_t if_idx, uint32_t if_rxq, uint32_t rq_e
     if (!z)
         return -ENOMEM;
     /* Header page plus the entries, as the kernel documentation sizes it. */
-    z->rq_bytes = (((size_t)rounded * sizeof(struct tu_zcrx_rqe) + (size_t)page) + (size_t)page - 1)
-                  / (size_t)page * (size_t)page;
-    z->rq = mmap(NULL, z->rq_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (z->rq == MAP_FAILED) {
+    z->rq_bytes = tu_page_round(tu_page_size() + (size_t)rounded * sizeof(struct tu_zcrx_rqe));
+    z->rq = tu_map(z->rq_bytes);
+    if (!z->rq) {
         free(z);
         return -ENOMEM;
     }
@@ -98,7 +94,11 @@ int tu_zcrx_fill_rqes(struct tu_zcrx_rqe *rqes, uint32_t mask, uint32_t tail, ui
 
 unsigned tu_zcrx_rq_space(tu_zcrx *z)
 {
-    uint32_t head = __atomic_load_n(z->khead, __ATOMIC_ACQUIRE);
+    /*
+     * Acquire: the kernel advances the head once it has read the entries behind it, and
+     * they may be rewritten only after that read.
+     */
+    uint32_t head = io_uring_smp_load_acquire(z->khead);
     return z->rq_entries - (z->rq_tail - head);
 }
 
@@ -112,7 +112,8 @@ int tu_zcrx_refill(tu_zcrx *z, const uint64_t *offs, const uint32_t *lens, unsig
         return ret;
     if (k) {
         z->rq_tail += k;
-        __atomic_store_n(z->ktail, z->rq_tail, __ATOMIC_RELEASE);
+        /* Ensure the kernel sees the refill entries before the tail update. */
+        io_uring_smp_store_release(z->ktail, z->rq_tail);
     }
     return (int)k;
 }

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from trio_uring._native import ffi
+from trio_uring._native import ffi, lib
 
 from trio_uring import RingClosedError
 from trio_uring._core._ring import (
@@ -156,14 +156,14 @@ def test_cq_overflow_loses_nothing() -> None:
             for i in range(8):
                 r.prep_nop(round_ * 8 + i + 1)
             r.submit()
-        assert r.sq_flags & 2, "CQ should have overflowed (IORING_SQ_CQ_OVERFLOW)"
+        assert r.sq_flags & lib.IORING_SQ_CQ_OVERFLOW, "CQ should have overflowed"
         got: list[int] = []
         while len(got) < 64:
             b = r.enter(1, 2)
             assert b.user_data
             got += b.user_data
         assert sorted(got) == list(range(1, 65))
-        assert not r.sq_flags & 2
+        assert not r.sq_flags & lib.IORING_SQ_CQ_OVERFLOW
 
 
 def test_unsubmitted_sqe_can_be_dropped(ring: Ring) -> None:

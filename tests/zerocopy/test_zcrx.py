@@ -65,7 +65,7 @@ def test_struct_layout_matches_the_kernel_uapi() -> None:
 
 def test_refill_entries_are_written_as_the_kernel_reads_them() -> None:
     rqes = ffi.new("struct tu_zcrx_rqe[]", 8)
-    token = 3 << 48
+    token = 3 << lib.TU_IORING_ZCRX_AREA_SHIFT
     offs = ffi.new("uint64_t[]", [token | 0x5000, token | 0x1000, token | 0x7000])
     lens = ffi.new("uint32_t[]", [4096, 100, 1])
     # tail 6 with mask 7: entries land in slots 6, 7, 0 (wrap-around)
@@ -80,7 +80,7 @@ def test_refill_entries_are_written_as_the_kernel_reads_them() -> None:
 @pytest.mark.parametrize(
     ("off", "length", "why"),
     [
-        ((1 << 48) | 0x1000, 100, "another area's token"),
+        ((1 << lib.TU_IORING_ZCRX_AREA_SHIFT) | 0x1000, 100, "another area's token"),
         (0x1000, 0, "zero length"),
         (0x8000, 1, "past the area"),
         (0x7F00, 0x200, "runs past the area"),

@@ -168,7 +168,7 @@ async def sleep(seconds: float) -> None:
         return
     ts = timespec(seconds)
     res = await d.start(d.ring.prep_timeout, ts, keep=ts)
-    if res not in (0, -62):  # -ETIME: the timer expired
+    if res not in (0, -_errno.ETIME):  # the timer expired
         raise errno_error(res, "timeout")
 
 

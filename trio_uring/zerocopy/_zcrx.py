@@ -24,7 +24,8 @@ from .._native import ffi, lib
 
 __all__ = ["Ifq", "ZeroCopyUnavailable", "get_ifq", "registration_error"]
 
-AREA_MASK = (1 << 48) - 1
+AREA_SHIFT = int(lib.TU_IORING_ZCRX_AREA_SHIFT)
+AREA_MASK = (1 << AREA_SHIFT) - 1
 PAGE = os.sysconf("SC_PAGESIZE")
 NODEV = int(lib.TU_ZCRX_REG_NODEV)
 
@@ -181,7 +182,7 @@ class Ifq:
         refused here, before the kernel could see them.
         """
         start = off & AREA_MASK
-        if off >> 48 != self._info.area_token >> 48 or length <= 0 or start + length > self.area_size:
+        if (off ^ self._info.area_token) >> AREA_SHIFT or length <= 0 or start + length > self.area_size:
             raise ValueError(f"not a buffer of this zcrx area: offset {off:#x}, length {length}")
         self._offs.append(off)
         self._lens.append(length)

@@ -25,12 +25,12 @@ unsigned long long tu_ring_enter_calls(tu_ring *r);
 void tu_ring_set_coalesce(tu_ring *r, unsigned usec, unsigned nr);
 
 /* Submit everything queued, wait for `wait_nr` completions (timeout_ns < 0: no limit),
- * and copy up to `max` CQEs into the arrays. `big` (2 x u64 per CQE) may be NULL; on
- * CQE32 rings it receives bytes 16..31 of each CQE. With nothing queued, nothing to wait
+ * and copy up to `max` CQEs into the arrays. `big_cqe` (2 x u64 per CQE) may be NULL; on
+ * CQE32 rings it receives bytes 16..31 of each CQE (the kernel's `big_cqe`). With nothing queued, nothing to wait
  * for and no deferred work flagged by the kernel, no syscall is made.
  * Returns the number of CQEs copied, or -EINTR (signal, nothing copied), or -errno. */
 int tu_enter(tu_ring *r, unsigned wait_nr, long long timeout_ns, unsigned max,
-             uint64_t *ud, int32_t *res, uint32_t *flags, uint64_t *big);
+             uint64_t *ud, int32_t *res, uint32_t *flags, uint64_t *big_cqe);
 int tu_submit(tu_ring *r);
 /* Completions (or deferred work that will produce them) wait to be reaped. No syscall. */
 int tu_ring_has_work(tu_ring *r);

@@ -126,7 +126,7 @@ static int sys_enter(tu_ring *r, unsigned to_submit, unsigned min, long long tim
 }
 
 static unsigned reap(struct io_uring *ring, unsigned n, unsigned max, uint64_t *ud,
-                     int32_t *res, uint32_t *fl, uint64_t *big)
+                     int32_t *res, uint32_t *fl, uint64_t *big_cqe)
 {
     struct io_uring_cq *cq = &ring->cq;
     unsigned shift = (ring->flags & IORING_SETUP_CQE32) ? 1 : 0;
@@ -140,12 +140,12 @@ static unsigned reap(struct io_uring *ring, unsigned n, unsigned max, uint64_t *
         ud[n] = cqe->user_data;
         res[n] = cqe->res;
         fl[n] = cqe->flags;
-        if (big) {
+        if (big_cqe) {
             if (shift) {
-                memcpy(&big[2 * n], cqe->big_cqe, 16);
+                memcpy(&big_cqe[2 * n], cqe->big_cqe, 16);
             } else {
-                big[2 * n] = 0;
-                big[2 * n + 1] = 0;
+                big_cqe[2 * n] = 0;
+                big_cqe[2 * n + 1] = 0;
             }
         }
         head++;
@@ -160,7 +160,7 @@ static unsigned reap(struct io_uring *ring, unsigned n, unsigned max, uint64_t *
 }
 
 int tu_enter(tu_ring *r, unsigned wait_nr, long long timeout_ns, unsigned max,
-             uint64_t *ud, int32_t *res, uint32_t *fl, uint64_t *big)
+             uint64_t *ud, int32_t *res, uint32_t *fl, uint64_t *big_cqe)
 {
     struct io_uring *ring = &r->ring;
     unsigned to_submit = flush_sq(ring);
@@ -175,14 +175,14 @@ int tu_enter(tu_ring *r, unsigned wait_nr, long long timeout_ns, unsigned max,
         else if (ret < 0 && ret != -ETIME && !enter_busy(ret))
             return ret;
     }
-    n = reap(ring, 0, max, ud, res, fl, big);
+    n = reap(ring, 0, max, ud, res, fl, big_cqe);
     /* Completions the kernel parked on its overflow list (or deferred task work that
      * became due while we copied) only reach the CQ through another enter. */
     for (int rounds = 0; n < max && rounds < 4 && cq_ring_needs_flush(ring); rounds++) {
         int ret = sys_enter(r, 0, 0, 0);
         if (ret < 0 && ret != -EINTR && !enter_busy(ret))
             break;
-        n = reap(ring, n, max, ud, res, fl, big);
+        n = reap(ring, n, max, ud, res, fl, big_cqe);
     }
     if (n == 0 && interrupted)
         return -EINTR;

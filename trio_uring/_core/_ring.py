@@ -335,9 +335,10 @@ class Ring:
     def enter(self, wait_nr: int = 0, timeout: float | None = None) -> Batch:
         """Submit everything queued, wait for ``wait_nr`` CQEs or ``timeout`` seconds, reap.
 
-        ``timeout=None`` waits without limit (only if ``wait_nr`` > 0). With nothing queued
-        and nothing to wait for this is a userspace check of the CQ: no syscall. A signal
-        ends the wait early with an empty batch (the Python handler then runs).
+        ``timeout=None`` waits without limit (only if ``wait_nr`` > 0). With nothing queued,
+        nothing to wait for and no deferred work or CQ overflow flagged by the kernel, this is
+        a userspace check of the CQ: no syscall. A signal ends the wait early with an empty
+        batch (the Python handler then runs).
         """
         p = self._p()
         if self._queued:
@@ -418,7 +419,8 @@ class Ring:
         return self._prep(fn, _fd_of(fd), cbuf, nbytes, flags, ud)
 
     def prep_send_flags(self, fd: int, cbuf: Any, nbytes: int, flags: int, ud: int) -> int:
-        """:meth:`prep_send` with positional flags and an int fd: the hot path of stream sends."""
+        """:meth:`prep_send` with positional flags and an int fd: for stream sends made as
+        io_uring ops (a full socket, or every send with ``TRIO_URING_SEND=ring``)."""
         return self._prep(lib.tu_prep_send, fd, cbuf, nbytes, flags, ud)
 
     def prep_sendmsg(self, fd: FdLike, msghdr: Any, ud: int, *, flags: int = 0) -> int:
@@ -445,7 +447,11 @@ class Ring:
 
     # ---- lifetime ------------------------------------------------------------------------
     def register(self, key: Any, obj: Any) -> None:
-        """Keep a native resource (buffer ring, zcrx ifq) bound to this ring's lifetime."""
+        """Keep a buffer ring bound to this ring's lifetime: ``close`` tells it the ring is gone.
+
+        (zcrx interface queues are not registered here: they live in the op driver's
+        ``extensions`` and their native part is freed with the native ring.)
+        """
         self._bufrings[key] = obj
 
     def unregister(self, key: Any) -> None:
@@ -484,7 +490,9 @@ class Ring:
                     self.inflight.pop(ud, None)
 
     def close(self) -> None:
-        """Cancel and drain in-flight ops, unregister buffers, release the ring. Idempotent."""
+        """Cancel and drain in-flight ops, then release the ring and with it the buffer rings
+        and zcrx refill rings registered on it (their slabs and areas stay mapped while Python
+        views of them exist). Idempotent."""
         if self._ptr is None:
             return
         if os.getpid() == self._pid:

@@ -66,8 +66,10 @@ def run_ring_flags() -> SetupFlags:
     return DEFAULT_FLAGS | SetupFlags.CQE32 if has_cap_net_admin() else DEFAULT_FLAGS
 
 
-#: Groups dropped, in this order, when the kernel refuses a flag set with EINVAL. Each step
-#: leaves a set some older kernel accepts (DEFER_TASKRUN 6.1, COOP/TASKRUN_FLAG 5.19, ...).
+#: Groups dropped, in this order, when the kernel refuses a flag set with EINVAL (only groups
+#: asked for and not required): the task-running flags newest first (SINGLE_ISSUER 6.0 with
+#: DEFER_TASKRUN 6.1, TASKRUN_FLAG and COOP_TASKRUN 5.19), SUBMIT_ALL (5.18), then CQE_MIXED
+#: (newer than all of these, and refused together with CQE32) and CQSIZE.
 _FALLBACK_ORDER = (
     SetupFlags.SINGLE_ISSUER | SetupFlags.DEFER_TASKRUN,
     SetupFlags.TASKRUN_FLAG,

@@ -71,10 +71,12 @@ def test_version_is_typed_once_and_reported_by_the_cli() -> None:
         timeout=60,
     ).stdout
     assert out.strip() == f"trio-uring {trio_uring.__version__}"
-    # the changelog's Unreleased section says which version it will be released as
+    # the changelog has a section for it: released (with its date), or announced in Unreleased
+    version = trio_uring.__version__
     changelog = (ROOT / "CHANGELOG.md").read_text()
     unreleased = changelog.split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
-    assert f"**{trio_uring.__version__}**" in unreleased
+    released = re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+    assert released or f"**{version}**" in unreleased
 
 
 def test_trio_range_is_typed_once() -> None:

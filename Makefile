@@ -13,7 +13,8 @@ TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
 	trio._tests.test_highlevel_open_tcp_listeners trio._tests.test_signals \
 	trio._tests.test_subprocess trio._tests.test_threads
 
-$(STAMP): pyproject.toml setup.py trio_uring.pth $(wildcard _native/*)
+# _compat.py: setup.py makes the trio requirement from its TESTED_TRIO (the install metadata).
+$(STAMP): pyproject.toml setup.py trio_uring.pth trio_uring/_core/_compat.py $(wildcard _native/*)
 	PY=$(PY) scripts/ensure-system-deps
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -32,9 +33,11 @@ bench: setup
 	$(BIN)/python benchmarks/bench.py --update-readme
 
 PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py
+# The same checks run as pre-commit hooks (.pre-commit-config.yaml), with these tools.
 lint: setup
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/codespell
 
 typecheck: setup
 	$(BIN)/mypy
@@ -45,10 +48,12 @@ pytest: setup
 trio-suite: setup
 	$(BIN)/python -m pytest -c tests/trio_suite/pytest.ini --rootdir . -q --pyargs $(TRIO_SUITE)
 
-# The oldest trio of the supported range: our suite and trio's, on trio 0.30.
-OLDEST_TRIO := 0.30.0
+# The oldest trio of the supported range: our suite and trio's, on it. The range is written once,
+# as TESTED_TRIO in trio_uring/_core/_compat.py; ((0, 30), ...) gives 0.30.0 here.
+OLDEST_TRIO := $(shell sed -n 's/^TESTED_TRIO = ..\([0-9]*\), \([0-9]*\).*/\1.\2.0/p' trio_uring/_core/_compat.py)
 VENV_OLD := .venv-trio-oldest
 $(VENV_OLD)/.stamp: $(STAMP)
+	@test -n '$(OLDEST_TRIO)' || { echo "no TESTED_TRIO = ((major, minor), ...) in trio_uring/_core/_compat.py" >&2; exit 1; }
 	test -x $(VENV_OLD)/bin/python || $(PY) -m venv $(VENV_OLD)
 	$(VENV_OLD)/bin/python -m pip install -q --upgrade pip
 	$(VENV_OLD)/bin/python -m pip install -q 'trio==$(OLDEST_TRIO)' -e '.[test]'

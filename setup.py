@@ -1,7 +1,8 @@
 # The package metadata lives in pyproject.toml; setup.py exists only because setuptools
-# takes cffi_modules, the build-dependency check and the .pth hook here.
+# takes cffi_modules, the build-dependency check, the .pth hook and computed dependencies here.
 from __future__ import annotations
 
+import ast
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,27 @@ from setuptools.command.editable_wheel import editable_wheel
 ROOT = Path(__file__).resolve().parent
 #: Read at interpreter start: imports trio_uring only when TRIO_URING is set (see trio_uring/_autoinstall.py).
 PTH = "trio_uring.pth"
+
+
+def tested_trio() -> tuple[tuple[int, int], tuple[int, int]]:
+    """``TESTED_TRIO`` of trio_uring/_core/_compat.py, the one place the supported trio range is
+    written: read from the source, since the build cannot import trio_uring (nor trio)."""
+    tree = ast.parse((ROOT / "trio_uring" / "_core" / "_compat.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            if any(isinstance(t, ast.Name) and t.id == "TESTED_TRIO" for t in targets):
+                assert node.value is not None
+                (lo, hi) = ast.literal_eval(node.value)
+                return (lo[0], lo[1]), (hi[0], hi[1])
+    raise SystemExit("error: trio_uring/_core/_compat.py defines no TESTED_TRIO")
+
+
+def dependencies() -> list[str]:
+    """The install requirements: the oldest tested trio and up (``trio_uring.run`` refuses an older
+    one and warns, then runs, on a newer one), cffi for the native module, attrs."""
+    (major, minor), _newest = tested_trio()
+    return [f"trio>={major}.{minor}", "cffi>=1.17", "attrs>=23.1"]
 
 
 def _native_build() -> Any:
@@ -57,6 +79,7 @@ class EditableWheel(editable_wheel):
 
 
 setup(
+    install_requires=dependencies(),
     cffi_modules=["_native/build.py:ffibuilder"],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "editable_wheel": EditableWheel},
     # cffi builds the module against the limited API (trio_uring/_native.abi3.so): one wheel for 3.11+

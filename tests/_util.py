@@ -1,15 +1,21 @@
-"""Helpers shared by the test suites: runners and connected stream pairs."""
+"""Helpers shared by the test suites: runners, connected stream pairs, payloads to check.
+
+Shared fixtures (``run``, ``ring``, ``no_fd_leak``) are in ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import socket as stdsocket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from trio_uring import UringSocketStream
 from trio_uring.socket import from_stdlib_socket
 
 Runner = Callable[..., Any]
+MiB = 1 << 20
 
 
 def uring_pair() -> tuple[UringSocketStream, UringSocketStream]:
@@ -40,6 +46,21 @@ async def receive_exactly(stream: Any, n: int, *, timeout: float = 5, max_bytes:
                 break
             got += data
     return bytes(got)
+
+
+def blocks(total: int, seed: int = 0, size: int = MiB) -> Iterator[bytes]:
+    """``total // size`` blocks of ``size`` bytes, each distinct: its index on seeded random bytes."""
+    base = random.Random(seed).randbytes(size)
+    for k in range(total // size):
+        yield k.to_bytes(8, "big") + base[8:]
+
+
+def digest(total: int, seed: int = 0, size: int = MiB) -> bytes:
+    """SHA-256 of what :func:`blocks` yields for the same arguments."""
+    h = hashlib.sha256()
+    for b in blocks(total, seed, size):
+        h.update(b)
+    return h.digest()
 
 
 def copy_bufs(rx: Any) -> Any:

@@ -1,6 +1,7 @@
 """trio-native io_uring networking with zero-copy receive.
 
-The public API is re-exported here and only here; everything else is private.
+The public API is re-exported here and in three public modules: ``trio_uring.socket``,
+``trio_uring.lowlevel`` and ``trio_uring.testing``. Everything else is private.
 """
 
 from . import lowlevel, socket

@@ -6,18 +6,11 @@ import errno
 import gc
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from trio_uring._core._bufring import BufferRing, alloc_slab
 from trio_uring._core._ring import CQE_BUFFER_SHIFT, CQE_F_BUF_MORE, CQE_F_BUFFER, CQE_F_MORE, Ring
-
-
-@pytest.fixture
-def ring() -> Iterator[Ring]:
-    with Ring(64) as r:
-        yield r
 
 
 def reap(ring: Ring, n: int, timeout: float = 5) -> list[tuple[int, int, int]]:

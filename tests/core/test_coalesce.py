@@ -15,7 +15,7 @@ import trio
 import trio_uring
 from trio_uring import RingClosedError, UringUnavailable, open_zc_receiver
 from trio_uring._core._io_manager import COALESCE_ENTERS
-from trio_uring._core._ring import Ring, run_ring_flags
+from trio_uring._core._ring import Ring, SetupFlags, run_ring_flags
 
 
 def _kernel_coalesces() -> bool:
@@ -27,9 +27,9 @@ needs_min_wait = pytest.mark.skipif(not _kernel_coalesces(), reason="kernel with
 
 
 @pytest.fixture
-def ring() -> Iterator[Ring]:
-    with Ring(64, flags=run_ring_flags()) as r:
-        yield r
+def ring_flags() -> SetupFlags:
+    """The ``ring`` fixture (tests/conftest.py) with the flags of a run's ring."""
+    return run_ring_flags()
 
 
 Polled = tuple[Ring, socket.socket, socket.socket]

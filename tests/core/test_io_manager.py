@@ -232,15 +232,17 @@ def test_guest_mode_on_uring_io_manager() -> None:
 
 
 def test_trio_older_than_the_tested_range_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    for version in ("0.29.0", "0.1.0"):
+    (major, minor), _newest = _compat.TESTED_TRIO
+    for version in (f"{major}.{minor - 1}.0", "0.1.0"):
         monkeypatch.setattr(trio, "__version__", version)
-        with pytest.raises(RuntimeError, match=f"needs trio >= 0.30; this is trio {version}"):
+        with pytest.raises(RuntimeError, match=rf"needs trio >= {major}\.{minor}; this is trio {version}"):
             trio_uring.run(trio.sleep, 0)
 
 
 def test_trio_newer_than_the_tested_range_warns_once_and_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_compat, "_warned", set())
-    for version in ("0.36.0", "1.0.0"):
+    _oldest, (major, minor) = _compat.TESTED_TRIO
+    for version in (f"{major}.{minor + 1}.0", f"{major + 1}.0.0"):
         monkeypatch.setattr(trio, "__version__", version)
         with pytest.warns(RuntimeWarning, match=f"this is trio {version}, running anyway"):
             trio_uring.run(trio.sleep, 0)

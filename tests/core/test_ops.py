@@ -23,13 +23,9 @@ import trio.testing
 import trio_uring
 from trio_uring import lowlevel as ll
 
-Runner = Callable[..., Any]
+from .._util import Runner
+
 Pair = tuple[socket.socket, socket.socket]
-
-
-@pytest.fixture(params=["trio_uring.run", "trio.run"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    return trio_uring.run if request.param == "trio_uring.run" else trio.run
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from trio_uring._native import ffi, lib
@@ -23,12 +22,6 @@ from trio_uring._core._ring import (
     timespec,
 )
 from trio_uring._core._sockaddr import decode_sockaddr, encode_sockaddr
-
-
-@pytest.fixture
-def ring() -> Iterator[Ring]:
-    with Ring(64) as r:
-        yield r
 
 
 def wait_for(ring: Ring, uds: set[int], timeout: float = 5.0) -> dict[int, list[tuple[int, int]]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,31 +16,16 @@ import trio
 import trio_uring
 from trio_uring import UringSocketStream, open_zc_receiver
 
-from .._util import tcp_pair, zcrx_ifq
+from .._util import MiB, blocks, digest, tcp_pair, zcrx_ifq
 
-pytestmark = pytest.mark.skipif(
-    not trio_uring.probe().zcrx_nodev,
-    reason="needs device-less zcrx (Linux >= 7.1): run in the kernel lane, scripts/kernel-vm",
-)
-MiB = 1 << 20
-
-
-def blocks(total: int, seed: int, size: int = 256 * 1024) -> Iterator[bytes]:
-    base = random.Random(seed).randbytes(size)
-    for k in range(total // size):
-        yield k.to_bytes(8, "big") + base[8:]
-
-
-def digest(total: int, seed: int) -> bytes:
-    h = hashlib.sha256()
-    for b in blocks(total, seed):
-        h.update(b)
-    return h.digest()
+#: Skipped where the kernel lacks device-less zcrx (see tests/conftest.py).
+pytestmark = pytest.mark.kernel
+BLOCK = 256 * 1024
 
 
 async def send_all_then_eof(tx: UringSocketStream, total: int, seed: int) -> None:
     async with tx:
-        for b in blocks(total, seed):
+        for b in blocks(total, seed, BLOCK):
             await tx.send_all(b)
         await tx.send_eof()
 
@@ -71,7 +55,7 @@ async def zc_transfer(total: int, seed: int, area_size: int) -> Any:
                 with lease:
                     h.update(lease.data)
             stats = rx.statistics()
-    assert h.digest() == digest(total, seed)
+    assert h.digest() == digest(total, seed, BLOCK)
     return stats
 
 
@@ -113,7 +97,7 @@ def test_enomem_while_leases_are_held_then_recovery() -> None:
                 for x in held:
                     x.release()
                 out.append(rx.statistics())
-        assert h.digest() == digest(total, seed)
+        assert h.digest() == digest(total, seed, BLOCK)
 
     trio_uring.run(main)
     st = out[-1]

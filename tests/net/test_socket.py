@@ -9,7 +9,6 @@ import random
 import resource
 import socket as stdsocket
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,12 +20,7 @@ from trio_uring import UringSocketStream
 from trio_uring._net._rxbuf import buffer_pool
 from trio_uring.socket import UringSocket, configure_receive_buffers, from_stdlib_socket
 
-Runner = Callable[..., Any]
-
-
-@pytest.fixture(params=["trio_uring.run", "trio.run"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    return trio_uring.run if request.param == "trio_uring.run" else trio.run
+from .._util import Runner
 
 
 def test_is_a_trio_socket() -> None:

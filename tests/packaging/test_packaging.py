@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 import trio_uring
+from trio_uring._core._compat import TESTED_TRIO
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +71,40 @@ def test_version_is_typed_once_and_reported_by_the_cli() -> None:
         timeout=60,
     ).stdout
     assert out.strip() == f"trio-uring {trio_uring.__version__}"
+    # the changelog has a section for it: released (with its date), or announced in Unreleased
+    version = trio_uring.__version__
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    unreleased = changelog.split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
+    released = re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+    assert released or f"**{version}**" in unreleased
+
+
+def test_trio_range_is_typed_once() -> None:
+    """``TESTED_TRIO`` is the source; the install requirement, the Makefile's oldest-trio lane
+    and the README's requirements agree with it, and no other file spells a trio pin."""
+    (lo_major, lo_minor), (hi_major, hi_minor) = TESTED_TRIO
+    oldest, newest = f"{lo_major}.{lo_minor}", f"{hi_major}.{hi_minor}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "dependencies" not in project and "dependencies" in project["dynamic"]  # setup.py's
+    requires = importlib.metadata.requires("trio-uring") or []
+    assert [r for r in requires if re.match(r"trio\b", r)] == [f"trio>={oldest}"]
+    for name in ("pyproject.toml", "setup.py", "Makefile"):
+        assert not re.search(r"(?<![\w-])trio\s*[<>=]=?\s*\d", (ROOT / name).read_text()), name
+    readme = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+    assert f"trio ≥ {oldest}, tested with {oldest}\N{EN DASH}{newest}" in readme
+    assert f"on trio {oldest}, the oldest supported" in readme
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make to ask for OLDEST_TRIO")
+    out = subprocess.run(
+        [make, "-s", "--no-print-directory", "--eval=_oldest_trio: ; @echo $(OLDEST_TRIO)", "_oldest_trio"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out.strip() == f"{oldest}.0"
 
 
 def test_license_file_is_mit_and_shipped() -> None:

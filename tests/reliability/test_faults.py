@@ -28,11 +28,6 @@ from .._util import Runner, uring_pair
 MiB = 1 << 20
 
 
-@pytest.fixture(params=["trio_uring.run", "trio.run"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    return trio_uring.run if request.param == "trio_uring.run" else trio.run
-
-
 @pytest.fixture
 def many_fds() -> Iterator[None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -31,11 +31,6 @@ from .._util import Runner, copy_bufs, receive_exactly, tcp_pair, uring_pair
 KiB = 1024
 
 
-@pytest.fixture(params=["trio_uring.run", "trio.run"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    return trio_uring.run if request.param == "trio_uring.run" else trio.run
-
-
 def _vm_size() -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -10,7 +10,6 @@ import os
 import pickle
 import random
 import socket as stdsocket
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,22 +18,9 @@ import trio.testing
 
 import trio_uring
 from trio_uring import UringSocketStream, open_zc_receiver
-from trio_uring.socket import from_stdlib_socket
 
-from .._util import copy_bufs
-
-Runner = Callable[..., Any]
-MiB = 1 << 20
-
-
-@pytest.fixture(params=["trio_uring.run", "trio.run"])
-def run(request: pytest.FixtureRequest) -> Runner:
-    return trio_uring.run if request.param == "trio_uring.run" else trio.run
-
-
-def pair() -> tuple[UringSocketStream, UringSocketStream]:
-    a, b = stdsocket.socketpair()
-    return UringSocketStream(from_stdlib_socket(a)), UringSocketStream(from_stdlib_socket(b))
+from .._util import MiB, Runner, blocks, copy_bufs, digest
+from .._util import uring_pair as pair
 
 
 async def send_then_eof(stream: UringSocketStream, chunks: Any) -> None:
@@ -42,19 +28,6 @@ async def send_then_eof(stream: UringSocketStream, chunks: Any) -> None:
         for c in chunks:
             await stream.send_all(c)
         await stream.send_eof()
-
-
-def blocks(total: int, seed: int = 0, size: int = MiB) -> Any:
-    base = random.Random(seed).randbytes(size)
-    for k in range(total // size):
-        yield k.to_bytes(8, "big") + base[8:]
-
-
-def digest(total: int, seed: int = 0) -> bytes:
-    h = hashlib.sha256()
-    for b in blocks(total, seed):
-        h.update(b)
-    return h.digest()
 
 
 @pytest.mark.parametrize(
@@ -106,18 +79,11 @@ def test_slow_consumer_holding_many_leases_loses_nothing(run: Runner) -> None:
                             x.release()
                         held.clear()
                 st = rx.statistics()
-        assert h.digest() == _digest_blocks(total, 256 * 1024)
+        assert h.digest() == digest(total, size=256 * 1024)
         assert st.rearms > 1  # the receive had to be re-armed after running dry
         await rx_stream.aclose()
 
     run(main)
-
-
-def _digest_blocks(total: int, size: int) -> bytes:
-    h = hashlib.sha256()
-    for b in blocks(total, size=size):
-        h.update(b)
-    return h.digest()
 
 
 def test_out_of_order_release_and_use_after_release(run: Runner) -> None:

@@ -9,6 +9,8 @@ import trio
 
 #: Inclusive (major, minor) range whose run loop, IO-manager protocol and generated
 #: ``wait_*`` wrappers the suite (ours and trio's own IO tests) has been run against.
+#: The one place the range is written: setup.py makes the ``trio>=`` requirement from the
+#: lower end, the Makefile's ``trio-oldest`` lane installs it, and a test holds the README to it.
 TESTED_TRIO = ((0, 30), (0, 35))
 _warned: set[str] = set()
 

@@ -2,8 +2,9 @@
 
 trio's run loop calls ``get_events(timeout)`` once per scheduler pass and then
 ``process_events(events)``; here that is one ``io_uring_enter`` that submits every SQE
-queued during the pass and waits (or, with a zero timeout and nothing queued, a userspace
-look at the CQ: no syscall), and one dispatch of the reaped batch.
+queued during the pass and waits (or, with a zero timeout, nothing queued and no deferred
+work flagged by the kernel, a userspace look at the CQ: no syscall), and one dispatch of
+the reaped batch.
 
 ``wait_readable`` is a one-shot ``POLL_ADD``. ``wait_writable`` goes through an internal
 epoll instance whose fd the ring polls: ``POLL_ADD`` always reports ``POLLRDHUP``, so a
@@ -12,9 +13,11 @@ the socket is not writable, and re-arming it would spin (see trio's
 ``test_socket_actual_streaming``). ``force_wakeup`` writes an eventfd the ring polls.
 
 In guest mode trio may call ``get_events`` from a worker thread. The ring belongs to the
-run's thread (``SINGLE_ISSUER``), so a foreign thread only waits for the ring fd or the
-wakeup eventfd to become readable and leaves submitting and reaping to ``process_events``,
-which trio always calls on the run's thread.
+run's thread (``SINGLE_ISSUER``), so a foreign thread only waits for one of two eventfds to
+become readable — the one registered with the ring (the kernel signals it on completions
+and deferred work; the ring fd itself is not woken by deferred work) or the wakeup eventfd —
+and leaves submitting and reaping to ``process_events``, which trio always calls on the
+run's thread.
 """
 
 from __future__ import annotations

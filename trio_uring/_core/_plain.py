@@ -1,4 +1,7 @@
-"""io_uring ops inside a plain ``trio.run`` (pytest-trio, guest mode, libraries): public API only.
+"""io_uring ops inside a plain ``trio.run`` (pytest-trio, guest mode, libraries).
+
+It runs on trio's public API; the one private read (``_runners_io_manager``, best effort)
+only asks whether the run's IO manager is ``UringIOManager`` or one that fell back from it.
 
 The first op of a run creates a ring for that run (found again through a ``RunVar``), a
 system task that sleeps in ``trio.lowlevel.wait_readable`` on an eventfd registered with
@@ -8,8 +11,9 @@ scheduler pass to the kernel in one ``io_uring_enter``. Under ``trio_uring.run``
 manager's own ring is used instead.
 
 Where io_uring cannot be used (seccomp, sysctl, old kernel) ``current_driver`` raises
-``UringUnavailable``, decided once per run; ``driver_or_none`` returns None instead (and
-warns once per run) for callers that can wait for readiness through trio.
+``UringUnavailable``, decided once per run (only a passing shortage of fds or memory is
+tried again); ``driver_or_none`` returns None instead (and warns once per run) for
+callers that can wait for readiness through trio.
 """
 
 from __future__ import annotations

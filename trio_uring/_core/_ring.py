@@ -66,8 +66,10 @@ def run_ring_flags() -> SetupFlags:
     return DEFAULT_FLAGS | SetupFlags.CQE32 if has_cap_net_admin() else DEFAULT_FLAGS
 
 
-#: Groups dropped, in this order, when the kernel refuses a flag set with EINVAL. Each step
-#: leaves a set some older kernel accepts (DEFER_TASKRUN 6.1, COOP/TASKRUN_FLAG 5.19, ...).
+#: Groups dropped, in this order, when the kernel refuses a flag set with EINVAL (only groups
+#: asked for and not required): the task-running flags newest first (SINGLE_ISSUER 6.0 with
+#: DEFER_TASKRUN 6.1, TASKRUN_FLAG and COOP_TASKRUN 5.19), SUBMIT_ALL (5.18), then CQE_MIXED
+#: (newer than all of these, and refused together with CQE32) and CQSIZE.
 _FALLBACK_ORDER = (
     SetupFlags.SINGLE_ISSUER | SetupFlags.DEFER_TASKRUN,
     SetupFlags.TASKRUN_FLAG,
@@ -336,9 +338,10 @@ class Ring:
     def enter(self, wait_nr: int = 0, timeout: float | None = None) -> Batch:
         """Submit everything queued, wait for ``wait_nr`` CQEs or ``timeout`` seconds, reap.
 
-        ``timeout=None`` waits without limit (only if ``wait_nr`` > 0). With nothing queued
-        and nothing to wait for this is a userspace check of the CQ: no syscall. A signal
-        ends the wait early with an empty batch (the Python handler then runs).
+        ``timeout=None`` waits without limit (only if ``wait_nr`` > 0). With nothing queued,
+        nothing to wait for and no deferred work or CQ overflow flagged by the kernel, this is
+        a userspace check of the CQ: no syscall. A signal ends the wait early with an empty
+        batch (the Python handler then runs).
         """
         p = self._p()
         if self._queued:
@@ -419,7 +422,8 @@ class Ring:
         return self._prep(fn, _fd_of(fd), cbuf, nbytes, flags, ud)
 
     def prep_send_flags(self, fd: int, cbuf: Any, nbytes: int, flags: int, ud: int) -> int:
-        """:meth:`prep_send` with positional flags and an int fd: the hot path of stream sends."""
+        """:meth:`prep_send` with positional flags and an int fd: for stream sends made as
+        io_uring ops (a full socket, or every send with ``TRIO_URING_SEND=ring``)."""
         return self._prep(lib.tu_prep_send, fd, cbuf, nbytes, flags, ud)
 
     def prep_sendmsg(self, fd: FdLike, msghdr: Any, ud: int, *, flags: int = 0) -> int:
@@ -446,7 +450,11 @@ class Ring:
 
     # ---- lifetime ------------------------------------------------------------------------
     def register(self, key: Any, obj: Any) -> None:
-        """Keep a native resource (buffer ring, zcrx ifq) bound to this ring's lifetime."""
+        """Keep a buffer ring bound to this ring's lifetime: ``close`` tells it the ring is gone.
+
+        (zcrx interface queues are not registered here: they live in the op driver's
+        ``extensions`` and their native part is freed with the native ring.)
+        """
         self._bufrings[key] = obj
 
     def unregister(self, key: Any) -> None:
@@ -485,7 +493,9 @@ class Ring:
                     self.inflight.pop(ud, None)
 
     def close(self) -> None:
-        """Cancel and drain in-flight ops, unregister buffers, release the ring. Idempotent."""
+        """Cancel and drain in-flight ops, then release the ring and with it the buffer rings
+        and zcrx refill rings registered on it (their slabs and areas stay mapped while Python
+        views of them exist). Idempotent."""
         if self._ptr is None:
             return
         if os.getpid() == self._pid:

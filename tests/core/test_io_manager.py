@@ -75,6 +75,39 @@ def test_zero_timeout_passes_make_no_syscall() -> None:
     trio_uring.run(main)
 
 
+def test_busy_tasks_delay_the_kernel_by_a_bounded_number_of_passes() -> None:
+    """While tasks are runnable the kernel is looked at every EVENT_INTERVAL passes, not
+    every pass; a task spinning on checkpoints still sees its I/O within that many."""
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        with a, b:
+            passes = 0
+            got: list[bytes] = []
+
+            async def spin() -> None:
+                nonlocal passes
+                while not got:
+                    passes += 1
+                    await trio.lowlevel.checkpoint()
+
+            async def reader() -> None:
+                await trio.lowlevel.wait_readable(a)
+                got.append(a.recv(10))
+
+            async with trio.open_nursery() as n:
+                n.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()
+                n.start_soon(spin)
+                await trio.lowlevel.checkpoint()
+                b.send(b"x")
+                start = passes
+            assert got == [b"x"]
+            assert passes - start <= _io_manager.EVENT_INTERVAL + 2
+
+    trio_uring.run(main)
+
+
 def test_busy_and_closed_readiness_waits() -> None:
     async def main() -> None:
         a, b = trio.socket.socketpair()

@@ -115,14 +115,19 @@ def test_idle_readers_cannot_starve_an_unrelated_connection() -> None:
                     await c.send_all(b"x" * (4 * KiB))
                     await trio.sleep(0.002)
 
-            with trio.fail_after(60):
-                async with trio.open_nursery() as senders:
-                    for c in clients:
-                        senders.start_soon(trickle, c)
-            with trio.fail_after(10):
-                async with await trio_uring.open_tcp_stream("127.0.0.1", port) as probe:
-                    await probe.send_all(b"E" + b"ping" * 10)
-                    assert await receive_exactly(probe, 40) == b"ping" * 10
+            async with trio.open_nursery() as senders:
+                for c in clients:
+                    senders.start_soon(trickle, c)
+                # Until every sender is done, or blocked because its reader stopped receiving
+                # (a receiver whose completions grew to a bulk stream's size leaves the data in
+                # the kernel: TCP flow control holds that peer, not the pool).
+                with trio.fail_after(60):
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+                with trio.fail_after(10):
+                    async with await trio_uring.open_tcp_stream("127.0.0.1", port) as probe:
+                        await probe.send_all(b"E" + b"ping" * 10)
+                        assert await receive_exactly(probe, 40) == b"ping" * 10
+                senders.cancel_scope.cancel()
             pool = buffer_pool()
             pool.flush()
             assert pool.in_kernel >= pool.low_water  # idle readers' data went to their own memory

@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 import outcome
 import trio
+import trio._core._run as _trio_run
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
 from ._errors import UringUnavailable, errno_error, refused_error
@@ -51,6 +52,8 @@ COALESCE_TRIGGER = 64 * 1024
 #: completions for its first ``coalesce_usec`` microseconds.
 COALESCE_ENTERS = 8
 COALESCE_NR = 16
+#: Scheduler passes with runnable tasks between looks at the kernel (see ``get_events``).
+EVENT_INTERVAL = 61
 DEFAULT_COALESCE_USEC = 50
 MAX_COALESCE_USEC = 1_000_000
 _EPOLL_ONESHOT_OUT = select.EPOLLOUT | select.EPOLLONESHOT
@@ -142,13 +145,13 @@ class _PollWait(Op):
 class UringIOManager:
     """trio's IO manager on an io_uring ring; one per run, on the run's thread.
 
-    While a bulk receiver takes 64 KiB or more per enter, waits coalesce (like a NIC's
+    While a bulk receiver takes 64 KiB or more between waits, waits coalesce (like a NIC's
     interrupt moderation): the kernel wakes the run at 16 completions or once
     ``coalesce_usec`` microseconds passed with at least one, instead of at the first. A
     stream of ~64 KiB completions then costs one scheduler pass per many of them, not per
     one or two. Only events that arrive within ``coalesce_usec`` of the wait's start wait
     longer, by at most that; runnable tasks and trio's timeouts never do. It switches off
-    after 8 enters without bulk data; ``coalesce_usec=0`` turns it off for the run.
+    after 8 waits without bulk data; ``coalesce_usec=0`` turns it off for the run.
     """
 
     def __init__(
@@ -158,6 +161,8 @@ class UringIOManager:
         send_ring = check_send(send)
         self._closing = False
         self._coalesce_left = 0  # enters left with coalescing on
+        self._passes_left = 0  # passes with runnable tasks left that may skip the kernel
+        self._runq_deque: Any = None
         self._coalesced_waits = 0
         self._owner = threading.get_ident()
         self._readers: dict[int, _PollWait] = {}
@@ -213,19 +218,39 @@ class UringIOManager:
             return self._wait_from_foreign_thread(timeout)
         d = self.driver
         d.before_enter()
-        if self._coalesce_usec:
+        if timeout <= 0:
+            # Tasks are runnable: look at the kernel every EVENT_INTERVAL passes only, as
+            # tokio's scheduler does (``event_interval``, 61). Each look runs the kernel's
+            # deferred receive work (a syscall) for whatever trickled in since the last: a
+            # task taking one lease per pass would pay it per lease and get smaller ones.
+            # SQEs are always submitted, and an empty run queue (trio is about to wake
+            # wait_all_tasks_blocked or jump an autojump clock) always looks.
+            if self._passes_left and not self.ring.queued and self._runq():
+                self._passes_left -= 1
+                return None
+            self._passes_left = EVENT_INTERVAL
+        if self._coalesce_usec and timeout > 0:
+            # Judged at waits only: a consumer that takes one lease per scheduler pass makes
+            # many passes that do not wait, and bulk data arrives between waits, not passes.
             bulk = d.bulk_bytes >= COALESCE_TRIGGER
             left = COALESCE_ENTERS if bulk else max(0, self._coalesce_left - 1)
             d.bulk_bytes = 0
             if (left > 0) != (self._coalesce_left > 0):
                 self.ring.set_coalesce(self._coalesce_usec if left else 0, COALESCE_NR)
             self._coalesce_left = left
-            if left and timeout > 0:
+            if left:
                 self._coalesced_waits += 1
         batch = self.ring.enter(1, timeout)
         if batch.user_data or batch is INTERRUPTED:
             return batch
         return None
+
+    def _runq(self) -> Any:
+        """trio's run queue (its runnable tasks): a deque, found on first use."""
+        runq = self._runq_deque
+        if runq is None:
+            runq = self._runq_deque = _trio_run.GLOBAL_RUN_CONTEXT.runner.runq
+        return runq
 
     def process_events(self, events: Batch | None) -> None:
         if not events:

@@ -291,6 +291,11 @@ class Ring:
             raise kernel_error(ret, "io_uring_enter")
         return int(ret)
 
+    @property
+    def queued(self) -> int:
+        """SQEs prepared since the last submission."""
+        return self._queued
+
     def unsubmitted(self, generation: int) -> bool:
         """True if an SQE prepared at ``generation`` has not been handed to the kernel."""
         return generation == self.submit_generation and self._queued > 0

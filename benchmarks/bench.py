@@ -260,6 +260,29 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def floor_ratios(results: dict[str, dict[str, dict[str, Any]]], floor: str) -> str:
+    """Each trio server's CPU per echo round trip against what no trio backend can go below:
+    the scheduler's floor plus the kernel's work (the C server's CPU per round trip)."""
+    m = re.search(r"^trio_uring\.run\s+([\d.]+) us", floor, re.M)
+    if m is None:
+        return ""
+    sched = float(m.group(1))
+    lines = []
+    for scenario, rows in results.items():
+        c = rows.get("c_liburing", {}).get("cpu_us_per_req")
+        if not scenario.startswith("echo") or not c:
+            continue
+        bound = sched + c
+        for server in ("trio_uring", "trio_uring_ring", "trio"):
+            r = rows.get(server)
+            if r:
+                lines.append(
+                    f"{scenario:14} {server:16} {r['cpu_us_per_req']:6.2f} us CPU per round trip = "
+                    f"{r['cpu_us_per_req'] / bound:4.2f}x the floor ({sched:.2f} scheduler + {c:.2f} kernel)"
+                )
+    return "\n\nCPU per round trip against the floor:\n" + "\n".join(lines) if lines else ""
+
+
 def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     try:
         import matplotlib  # noqa: PLC0415 - optional, only for the picture
@@ -273,12 +296,17 @@ def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / max(1, len(servers))
     for i, sv in enumerate(servers):
-        vals = []
+        vals, lo, hi = [], [], []
         for s in scen:
             base = results[s].get("trio", {}).get("per_s")
             r = results[s].get(sv)
-            vals.append(r["per_s"] / base if r and base else 0)
-        ax.bar([x + i * width for x in range(len(scen))], vals, width, label=sv)
+            v = r["per_s"] / base if r and base else 0
+            runs = [x / base for x in r.get("rounds_per_s", [r["per_s"]])] if r and base else [0]
+            vals.append(v)
+            lo.append(max(0.0, v - min(runs)))
+            hi.append(max(0.0, max(runs) - v))
+        # the bar is the median round, the error bar every round's range (the spread column)
+        ax.bar([x + i * width for x in range(len(scen))], vals, width, label=sv, yerr=[lo, hi], capsize=2)
     ax.set_xticks([x + width * (len(servers) - 1) / 2 for x in range(len(scen))], scen)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel("throughput relative to stock trio")
@@ -309,11 +337,26 @@ def main() -> None:
     if not args.no_syscalls:
         counter = "perf" if _perf_counts_syscalls() else "strace" if shutil.which("strace") else None
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for scenario in args.scenarios.split(","):
+    scenarios = args.scenarios.split(",")
+    for sc in scenarios:
+        if sc not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {sc!r}; one of {', '.join(SCENARIOS)}")
+    total = sum(len(servers) * (1 if sc.startswith("idle") else args.repeat) for sc in scenarios)
+    done = 0
+    started = time.monotonic()
+    for scenario in scenarios:
         rounds: dict[str, list[dict[str, Any]]] = {}
         for rnd in range(1 if scenario.startswith("idle") else args.repeat):
             for server in servers:
-                print(f"  {scenario:14} {server:16} round {rnd + 1}", end="\r", flush=True, file=sys.stderr)
+                left = total - done
+                eta = (time.monotonic() - started) / done * left if done else 0
+                print(
+                    f"[{done + 1}/{total}, {left - 1} left, ~{eta / 60:.0f} min] "
+                    f"{scenario} / {server} / round {rnd + 1}",
+                    flush=True,
+                    file=sys.stderr,
+                )
+                done += 1
                 try:
                     row = measure(server, scenario, exes, seconds, counter if rnd == 0 else None)
                 except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
@@ -334,12 +377,15 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout
-    text = f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py):\n{floor.rstrip()}"
+    text = (
+        f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py):\n{floor.rstrip()}"
+        + floor_ratios(results, floor)
+    )
     print(text)
     RESULTS.mkdir(exist_ok=True)
     # Only a run of the whole suite replaces the published results; a partial run (some
     # servers or scenarios) goes to partial.* so experiments never overwrite them.
-    full = set(servers) == set(SERVERS) and set(args.scenarios.split(",")) == set(SCENARIOS)
+    full = set(servers) == set(SERVERS) and set(scenarios) == set(SCENARIOS)
     name = "latest" if full else "partial"
     (RESULTS / f"{name}.json").write_text(json.dumps({"header": head, "results": results}, indent=1))
     (RESULTS / f"{name}.txt").write_text(text + "\n")

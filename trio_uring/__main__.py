@@ -9,16 +9,12 @@ import sys
 from . import __version__
 from ._core._probe import ProbeReport, probe
 from .zerocopy._doctor import check_interface
+from .zerocopy._sources import SOURCES
 
 
 def _modes(report: ProbeReport, interface: str | None) -> list[str]:
-    modes = []
-    if report.zcrx_kernel.startswith("available") and report.cap_net_admin:
-        modes.append("zcrx (with a capable NIC: --interface IF)" if not interface else "zcrx (see below)")
-    if report.zcrx_nodev:
-        modes.append("zcrx-nodev")
-    modes.append("copy")
-    return modes
+    """The receive modes this machine can use, best first (each mode describes itself)."""
+    return [line for src in SOURCES.values() if (line := src.describe(report, interface)) is not None]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from ._lease import Lease
 from ._zcrx import AREA_MASK, PAGE, Ifq, ZeroCopyUnavailable, get_ifq
 
 if TYPE_CHECKING:
+    from .._core._probe import ProbeReport
     from ._receiver import ZeroCopyReceiver
 
 __all__ = ["SOURCES", "CopySource", "NodevSource", "ReceiveSource", "ZcrxSource"]
@@ -56,6 +57,11 @@ class ReceiveSource:
         cls, driver: OpDriver, sock: Any, *, interface: str | None, queue: int | None, area_size: int
     ) -> ReceiveSource:
         """A source for ``sock`` on this run, or :class:`ZeroCopyUnavailable` saying why not."""
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls, report: ProbeReport, interface: str | None) -> str | None:
+        """How the doctor lists this mode on this machine; None where it cannot work."""
         raise NotImplementedError
 
     def arm(self, fd: int) -> MultishotOp:
@@ -115,6 +121,10 @@ class CopySource(ReceiveSource):
         cls, driver: OpDriver, sock: Any, *, interface: str | None, queue: int | None, area_size: int
     ) -> CopySource:
         return cls(driver, area_size)
+
+    @classmethod
+    def describe(cls, report: ProbeReport, interface: str | None) -> str | None:
+        return cls.mode
 
     def arm(self, fd: int) -> MultishotOp:
         d = self.driver
@@ -180,6 +190,12 @@ class ZcrxSource(ReceiveSource):
         assert interface is not None
         return cls(driver, get_ifq(driver, interface, queue or 0, _pages(area_size), nodev=False))
 
+    @classmethod
+    def describe(cls, report: ProbeReport, interface: str | None) -> str | None:
+        if not report.zcrx_kernel.startswith("available") or not report.cap_net_admin:
+            return None
+        return "zcrx (see below)" if interface else "zcrx (with a capable NIC: --interface IF)"
+
     def arm(self, fd: int) -> MultishotOp:
         d = self.driver
         return d.start_multishot_big_cqe(
@@ -223,6 +239,10 @@ class NodevSource(ZcrxSource):
     """``zcrx-nodev``: zcrx without a device (Linux >= 7.1); the kernel copies into the area."""
 
     mode = "zcrx-nodev"
+
+    @classmethod
+    def describe(cls, report: ProbeReport, interface: str | None) -> str | None:
+        return cls.mode if report.zcrx_nodev else None
 
     @classmethod
     def open(

@@ -36,8 +36,8 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[tuple[UringSocket, bool]]:
     created: list[tuple[UringSocket, bool]] = []
     original = UringSocket.__init__
 
-    def counting(self: UringSocket, sock: stdsocket.socket) -> None:
-        original(self, sock)
+    def counting(self: UringSocket, sock: stdsocket.socket, **kwargs: Any) -> None:
+        original(self, sock, **kwargs)
         created.append((self, bool(sock.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_ACCEPTCONN))))
 
     monkeypatch.setattr(UringSocket, "__init__", counting)

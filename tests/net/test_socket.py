@@ -344,3 +344,40 @@ def test_no_fd_or_buffer_leaks(run: Runner, no_fd_leak: None) -> None:
         assert sum(pool._refs) == 0
 
     run(main)
+
+
+def test_accepted_streams_inherit_the_listeners_tcp_options(run: Runner) -> None:
+    """The listener carries TCP_NODELAY and TCP_NOTSENT_LOWAT for its streams (no setsockopt
+    per connection); accepted sockets are non-blocking from the accept itself; a socket whose
+    options someone changed gets them set again by the stream, as trio.SocketStream does."""
+
+    def opts(sock: Any) -> tuple[int, int]:
+        return (
+            sock.getsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY),
+            sock.getsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NOTSENT_LOWAT),
+        )
+
+    async def main() -> None:
+        listeners = await trio_uring.open_tcp_listeners(0, host="127.0.0.1")
+        listener = listeners[0]
+        port = listener.socket.getsockname()[1]
+        with (
+            stdsocket.create_connection(("127.0.0.1", port)) as c1,
+            stdsocket.create_connection(("127.0.0.1", port)) as c2,
+        ):
+            stream = await listener.accept()
+            assert stream.socket.tcp_tuned and opts(stream.socket) == (1, 2**14)
+            assert not stream.socket._sock.getblocking()
+            raw, addr = await listener.socket.accept()
+            assert addr == c2.getsockname()  # the address, when asked for, is still there
+            raw.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 0)
+            assert not raw.tcp_tuned
+            again = UringSocketStream(raw)
+            assert opts(again.socket) == (1, 2**14)
+            c1.sendall(b"x")
+            assert await stream.receive_some(10) == b"x"
+            await again.aclose()
+            await stream.aclose()
+        await listener.aclose()
+
+    run(main)

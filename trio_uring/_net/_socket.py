@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import functools
 import os
 import select
 import socket as _stdlib
@@ -59,6 +60,8 @@ T = TypeVar("T")
 R = TypeVar("R", bytes, int)
 _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
 _PEEK, _WAITALL, _DONTWAIT = int(_stdlib.MSG_PEEK), int(_stdlib.MSG_WAITALL), int(_stdlib.MSG_DONTWAIT)
+_NONBLOCK = int(_stdlib.SOCK_NONBLOCK)
+_TUNED_OPTS = frozenset({_stdlib.TCP_NODELAY, _stdlib.TCP_NOTSENT_LOWAT})
 #: recv flags the stream receive path understands on data it already holds in user memory.
 _QUEUE_FLAGS = _PEEK | _WAITALL | _DONTWAIT
 
@@ -70,12 +73,16 @@ class UringSocket(trio.socket.SocketType):
     does its I/O the way trio's own sockets do, with readiness waits.
     """
 
-    def __init__(self, sock: _stdlib.socket) -> None:
+    def __init__(self, sock: _stdlib.socket, *, tcp_tuned: bool = False) -> None:
         super().__init__()
         if type(sock) is not _stdlib.socket:
             raise TypeError(f"expected a socket.socket, not {type(sock).__name__}")
-        sock.setblocking(False)
+        if sock.getblocking():  # one ioctl, unless the socket was made non-blocking already
+            sock.setblocking(False)
         self._sock = sock
+        #: TCP_NODELAY and TCP_NOTSENT_LOWAT are set as a stream wants them (set here, or
+        #: inherited from a listener that had them): the stream skips two setsockopt calls.
+        self.tcp_tuned = tcp_tuned
         self._did_shutdown_SHUT_WR = False
         self._rx: StreamReceiver | None = None
         #: The receive side while a zero-copy receiver has it (see :func:`claim_receive_side`).
@@ -140,6 +147,8 @@ class UringSocket(trio.socket.SocketType):
         return self._sock.getsockopt(level, optname, buflen)
 
     def setsockopt(self, level: int, optname: int, value: Any, optlen: int | None = None) -> None:
+        if level == _stdlib.IPPROTO_TCP and optname in _TUNED_OPTS:
+            self.tcp_tuned = False  # whoever sets them now decides; a stream sets them again
         if optlen is None:
             if value is None:
                 raise TypeError("invalid value for argument 'value', must not be None when specifying optlen")
@@ -353,24 +362,32 @@ class UringSocket(trio.socket.SocketType):
         kernel's backlog, not in our fd table; a cancelled wait that lost the race to a
         connection still returns it (the cancel lands at the caller's next checkpoint).
         """
+        sock = await self._accept_socket()
+        try:
+            addr = sock._sock.getpeername()
+        except OSError:
+            addr = None
+        return sock, addr
+
+    async def _accept_socket(self) -> UringSocket:
+        """:meth:`accept` without the peer's address (a listener never asks for it: one
+        ``getpeername`` less per connection). The new socket is non-blocking from the
+        accept itself and knows the TCP options it inherited (see ``tcp_tuned``)."""
         with self._accept_conflict:
             await trio.lowlevel.checkpoint_if_cancelled()
             d = self._run_driver()
             if d is None:
-                sock, addr = await self._nonblocking(self._sock.accept, self._wait_readable)
-                return UringSocket(sock), addr
+                sock, _addr = await self._nonblocking(self._sock.accept, self._wait_readable)
+                return UringSocket(sock, tcp_tuned=self.tcp_tuned)
             lfd = self._sock.fileno()
             if lfd == -1:
                 raise errno_error(_errno.EBADF)
-            res = await d.start(d.ring.prep_accept, lfd, fd=lfd)
+            res = await d.start(functools.partial(d.ring.prep_accept, flags=_NONBLOCK), lfd, fd=lfd)
         if res < 0:
             raise errno_error(res)
-        sock = _stdlib.socket(self._sock.family, self._sock.type, self._sock.proto, fileno=res)
-        try:
-            addr = sock.getpeername()
-        except OSError:
-            addr = None
-        return UringSocket(sock), addr
+        # SOCK_NONBLOCK in the type tells Python the fd is non-blocking already (no ioctl)
+        fam, kind, proto = self._sock.family, self._sock.type, self._sock.proto
+        return UringSocket(_stdlib.socket(fam, kind | _NONBLOCK, proto, fileno=res), tcp_tuned=self.tcp_tuned)
 
     # ---- receive -----------------------------------------------------------------------------
     def _receiver(self) -> StreamReceiver | None:

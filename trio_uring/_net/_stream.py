@@ -53,13 +53,8 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
     def __init__(self, socket: UringSocket) -> None:
         self.socket = _stream_socket(socket, "UringSocketStream")
         self._send_conflict = Conflict("another task is currently sending data on this stream")
-        if socket.family in (_stdlib.AF_INET, _stdlib.AF_INET6):
-            try:
-                socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NODELAY, True)
-                # as trio.SocketStream: keep the kernel send buffer from hiding latency
-                socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NOTSENT_LOWAT, 2**14)
-            except OSError:
-                pass
+        if not socket.tcp_tuned:
+            _tune_tcp(socket)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         sock = self.socket
@@ -129,15 +124,20 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
 
 
 class UringSocketListener(trio.abc.Listener[UringSocketStream]):
-    """A listener whose ``accept`` comes from a multishot io_uring accept."""
+    """A listener whose ``accept`` is one io_uring ``ACCEPT`` per call.
+
+    The listening socket gets the TCP options every accepted stream wants (accepted sockets
+    inherit them), so streams do not set them one by one.
+    """
 
     def __init__(self, socket: UringSocket) -> None:
         self.socket = _stream_socket(socket, "UringSocketListener")
+        _tune_tcp(socket)
 
     async def accept(self) -> UringSocketStream:
         while True:
             try:
-                sock, _ = await self.socket.accept()
+                sock = await self.socket._accept_socket()
             except OSError as exc:
                 if exc.errno in _CLOSED_ERRNOS:
                     raise trio.ClosedResourceError from None
@@ -149,6 +149,18 @@ class UringSocketListener(trio.abc.Listener[UringSocketStream]):
     async def aclose(self) -> None:
         self.socket.close()
         await trio.lowlevel.checkpoint()
+
+
+def _tune_tcp(socket: UringSocket) -> None:
+    """trio.SocketStream's options: TCP_NODELAY, and TCP_NOTSENT_LOWAT so the kernel's send
+    buffer does not hide latency. Set on a listener, accepted sockets inherit both."""
+    if socket.family in (_stdlib.AF_INET, _stdlib.AF_INET6):
+        try:
+            socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NODELAY, True)
+            socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NOTSENT_LOWAT, 2**14)
+        except OSError:
+            return
+        socket.tcp_tuned = True
 
 
 # As trio's SocketListener: errors about a connection that died before we took it.

@@ -428,7 +428,7 @@ class Ring:
 
     def prep_send_flags(self, fd: int, cbuf: Any, nbytes: int, flags: int, ud: int) -> int:
         """:meth:`prep_send` with positional flags and an int fd: for stream sends made as
-        io_uring ops (a full socket, or every send with ``TRIO_URING_SEND=ring``)."""
+        io_uring ops (a full socket, or every send of a run with ``send="ring"``)."""
         return self._prep(lib.tu_prep_send, fd, cbuf, nbytes, flags, ud)
 
     def prep_sendmsg(self, fd: FdLike, msghdr: Any, ud: int, *, flags: int = 0) -> int:

@@ -45,6 +45,7 @@ from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
 from .._core._ring import CQE_F_MORE
 from .._core._waiter import Waiter
+from .._native import ffi
 
 __all__ = ["BufferPool", "Handover", "StreamReceiver", "buffer_pool", "configure_receive_buffers"]
 
@@ -100,6 +101,9 @@ class BufferPool:
         self.driver = driver
         self.bufs = BufferRing(driver.ring, entries=entries, buf_size=buf_size, incremental=None)
         self.mem = self.bufs.memory
+        #: The same memory as a cffi buffer: slicing it makes ``bytes`` in one step (0.17 µs
+        #: for a 64-byte message against 0.42 µs through a memoryview slice).
+        self.cmem = ffi.buffer(self.bufs.memory_ptr, entries * buf_size)
         self.size = buf_size
         self.entries = entries
         #: Buffers the kernel can receive into right now (the rest hold unread chunks).
@@ -373,11 +377,11 @@ class StreamReceiver:
             if self._error is not None:
                 self._raise_error()
             return b""
-        pool, mem, size = self._pool, self._pool.mem, self._pool.size
+        pool, size = self._pool, self._pool.size
         bid, off, ln = chunks[0]
         if ln >= max_bytes:  # the common case: one chunk covers the request
             start = bid * size + off
-            data = bytes(mem[start : start + max_bytes])
+            data: bytes = pool.cmem[start : start + max_bytes]
             if ln == max_bytes:
                 chunks.popleft()
                 pool.release(bid)
@@ -387,6 +391,7 @@ class StreamReceiver:
                 chunks[0] = (bid, off + max_bytes, ln - max_bytes)
             self._pending -= max_bytes
             return data
+        mem = pool.mem
         parts: list[memoryview] = []
         need = max_bytes
         while chunks and need:

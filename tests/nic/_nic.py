@@ -91,7 +91,9 @@ class Nic:
 
     def bound_queues(self) -> list[int]:
         """Rx queues a memory provider (io_uring zcrx) is bound to, as the kernel reports."""
-        return [q for q in range(self.queues) if "io-uring" in self.queue(q)]
+        req = json.dumps({"ifindex": self.ifindex})
+        queues = self.ynl("netdev", "--dump", "queue-get", "--json", req)
+        return sorted(q["id"] for q in queues if q.get("type") == "rx" and "io-uring" in q)
 
     def page_pools(self) -> list[dict[str, Any]]:
         """This NIC's page pools, each with its stats (``netdev page-pool-stats-get``)."""

@@ -79,7 +79,7 @@ nic-lane: setup
 		echo "NIC lane SKIPPED (TRIO_URING_SKIP_KERNEL_LANE=1)"; \
 	else \
 		scripts/kernel-vm --nic python -m pytest -q -s --color=no -p no:cacheprovider \
-			-o faulthandler_timeout=600 tests/nic; \
+			-o faulthandler_timeout=600 --durations=0 tests/nic; \
 	fi
 
 # The release artifacts: python -m build makes an sdist and an abi3 wheel; the sdist installs into

@@ -1,5 +1,11 @@
-"""Helpers for the NIC lane (``scripts/kernel-vm --nic``): the simulated NIC's knobs and
-counters, a sender in the peer namespace, and the expected bytes."""
+"""Helpers for the NIC lane (``scripts/kernel-vm --nic``): the NIC's knobs and counters, a
+sender in the peer namespace, and the expected bytes.
+
+In the lane the NIC is the zcrx-patched netdevsim (``TU_NIC_DEBUGFS`` set: steering and the
+simulated DMA's counters through debugfs). On a machine with a real zcrx NIC (see
+docs/nic-lane.md) ``TU_NIC_DEBUGFS`` is unset: flows are steered with ``ethtool -N`` and the
+simulated NIC's counters read as empty.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +26,14 @@ import attrs
 from tests.nic._sender import blocks
 
 MiB = 1 << 20
+SIM_COUNTERS = (
+    "steered_packets",
+    "hds_packets",
+    "hds_payload_bytes",
+    "hds_niovs",
+    "hds_no_buffer_drops",
+    "hds_too_big",
+)
 SENDER = Path(__file__).with_name("_sender.py")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +54,7 @@ class Nic:
     queues: int
     peer_ns: str
     peer_addr: str
-    debugfs: Path
+    debugfs: Path | None
     ynl_tool: str
 
     @classmethod
@@ -53,8 +68,8 @@ class Nic:
             queues=int(e["TU_NIC_QUEUES"]),
             peer_ns=e["TU_NIC_PEER_NS"],
             peer_addr=e["TU_NIC_PEER_ADDR"],
-            debugfs=Path(e["TU_NIC_DEBUGFS"]),
-            ynl_tool=e["TU_NIC_YNL"],
+            debugfs=Path(e["TU_NIC_DEBUGFS"]) if e.get("TU_NIC_DEBUGFS") else None,
+            ynl_tool=e.get("TU_NIC_YNL") or str(REPO / "scripts" / "nic" / "ynl"),
         )
 
     @property
@@ -76,7 +91,10 @@ class Nic:
         return json.loads(text) if text.startswith(("{", "[")) else text
 
     def set_header_split(self, on: bool) -> None:
-        req = {"header": {"dev-name": self.interface}, "tcp-data-split": "enabled" if on else "disabled"}
+        req: dict[str, Any] = {
+            "header": {"dev-name": self.interface},
+            "tcp-data-split": "enabled" if on else "disabled",
+        }
         if on:
             req["hds-thresh"] = 0
         self.ynl("ethtool", "--do", "rings-set", "--json", json.dumps(req))
@@ -116,18 +134,38 @@ class Nic:
         return total
 
     # ---- the simulated NIC's own knobs (debugfs of the patched netdevsim) ---------------
+    @property
+    def simulated(self) -> bool:
+        return self.debugfs is not None
+
     def sim_stats(self) -> dict[str, int]:
+        """The simulated NIC's counters (debugfs zcrx_stats); on a real NIC, all zero."""
+        if self.debugfs is None:
+            return dict.fromkeys(SIM_COUNTERS, 0)
         text = (self.debugfs / "zcrx_stats").read_text()
         return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
 
     @contextlib.contextmanager
     def steer(self, port: int, queue: int) -> Iterator[None]:
-        """Steer TCP traffic to ``port`` onto rx ``queue`` (an ntuple rule, simulated)."""
-        (self.debugfs / "zcrx_steer").write_text(f"{port} {queue}")
+        """Steer TCP traffic to ``port`` onto rx ``queue``: an ntuple rule (simulated by the
+        patched netdevsim's debugfs knob in the lane, ``ethtool -N`` on a real NIC)."""
+        if self.debugfs is not None:
+            (self.debugfs / "zcrx_steer").write_text(f"{port} {queue}")
+            try:
+                yield
+            finally:
+                (self.debugfs / "zcrx_steer").write_text(f"{port} -1")
+            return
+        rule_spec = ["flow-type", "tcp4", "dst-port", str(port), "action", str(queue)]
+        cmd = ["ethtool", "-N", self.interface, *rule_spec]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True)
+        rule = re.search(r"Added rule with ID (\d+)", out.stdout + out.stderr)
         try:
             yield
         finally:
-            (self.debugfs / "zcrx_steer").write_text(f"{port} -1")
+            if rule:
+                delete = ["ethtool", "-N", self.interface, "delete", rule.group(1)]
+                subprocess.run(delete, timeout=30, check=False)
 
     # ---- traffic ----------------------------------------------------------------------------
     @contextlib.contextmanager

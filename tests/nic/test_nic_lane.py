@@ -129,7 +129,7 @@ def test_registration_on_every_queue(nic: Nic) -> None:
         print(f"\nqueue {q}: kernel reports io_uring on rx queues {bound}; {st}; sim {sim}")
         assert st.mode == "zcrx" and st.bytes == 1 * MiB
         assert bound == [q], f"the kernel should report queue {q} bound to io_uring, got {bound}"
-        assert sim["hds_payload_bytes"] > 0, "no payload was written into the area by the device"
+        assert sim["hds_payload_bytes"] > 0 or not nic.simulated, "the device wrote nothing into the area"
     assert nic.bound_queues() == [], "a queue stayed bound after its ring closed"
 
 
@@ -148,7 +148,12 @@ def test_two_receivers_on_one_queue(nic: Nic) -> None:
             async def main() -> list[Any]:
                 res: list[Any] = [None, None]
                 sa, sb = UringSocketStream(from_stdlib_socket(ca)), UringSocketStream(from_stdlib_socket(cb))
-                kw = {"interface": nic.interface, "queue": 1, "area_size": 2 * MiB, "mode": "zcrx"}
+                kw: dict[str, Any] = {
+                    "interface": nic.interface,
+                    "queue": 1,
+                    "area_size": 2 * MiB,
+                    "mode": "zcrx",
+                }
                 async with sa, sb, open_zc_receiver(sa, **kw) as ra, open_zc_receiver(sb, **kw) as rb:
                     assert ra._ifq is rb._ifq and ra._ifq is not None and ra._ifq.users == 2
 
@@ -166,7 +171,7 @@ def test_two_receivers_on_one_queue(nic: Nic) -> None:
     sim = {k: v - before[k] for k, v in nic.sim_stats().items()}
     print(f"\nA {sta}\nB {stb}\nsim {sim}")
     assert da == digest(total, 11) and db == digest(total, 12)
-    assert sim["hds_payload_bytes"] >= total  # both flows went through the device's DMA
+    assert sim["hds_payload_bytes"] >= total or not nic.simulated  # both flows went through the DMA
 
 
 def test_two_queues_at_once(nic: Nic) -> None:
@@ -184,7 +189,7 @@ def test_two_queues_at_once(nic: Nic) -> None:
             async def main() -> list[Any]:
                 res: list[Any] = [None, None, None]
                 sa, sb = UringSocketStream(from_stdlib_socket(ca)), UringSocketStream(from_stdlib_socket(cb))
-                base = {"interface": nic.interface, "area_size": 2 * MiB, "mode": "zcrx"}
+                base: dict[str, Any] = {"interface": nic.interface, "area_size": 2 * MiB, "mode": "zcrx"}
                 async with (
                     sa,
                     sb,
@@ -209,7 +214,7 @@ def test_two_queues_at_once(nic: Nic) -> None:
     print(f"\nqueue 1 {sta}\nqueue 2 {stb}\nbound {bound}; sim {sim}")
     assert bound == [1, 2]
     assert da == digest(total, 21) and db == digest(total, 22)
-    assert sim["hds_payload_bytes"] >= total
+    assert sim["hds_payload_bytes"] >= total or not nic.simulated
 
 
 def test_queue_busy(nic: Nic) -> None:
@@ -318,7 +323,12 @@ def test_scope_exit_returns_every_buffer(nic: Nic) -> None:
 
             async def main() -> None:
                 s1 = UringSocketStream(from_stdlib_socket(c1))
-                kw = {"interface": nic.interface, "queue": 1, "area_size": area, "mode": "zcrx"}
+                kw: dict[str, Any] = {
+                    "interface": nic.interface,
+                    "queue": 1,
+                    "area_size": area,
+                    "mode": "zcrx",
+                }
                 async with s1:
                     leases: list[Any] = []
                     with trio.CancelScope() as cs:
@@ -357,24 +367,27 @@ def test_256MiB_byte_exact_with_simulated_dma(nic: Nic) -> None:
     assert st.mode == "zcrx" and st.bytes == total and st.leases_out == 0
     # the device wrote (almost) all of it into the area: only what arrived before the queue
     # was bound came through the copy fallback
-    assert sim["hds_payload_bytes"] >= total * 0.95
-    # and the page pool handed out the area's buffers: more allocations than the area has
-    # buffers, so refill entries were consumed by the pool
+    # and the page pool handed out the area's buffers, many times more than the area has:
+    # refill entries were consumed by the pool
     allocs = pools.get("alloc-fast", 0) + pools.get("alloc-slow", 0)
-    assert allocs >= sim["hds_niovs"] * 0.9 and sim["hds_niovs"] > (16 * MiB) // 4096
+    assert allocs > 4 * (16 * MiB) // 4096
+    if nic.simulated:
+        assert sim["hds_payload_bytes"] >= total * 0.95
+        assert allocs >= sim["hds_niovs"]
 
 
 def test_64MiB_through_a_1MiB_area_on_the_bound_queue(nic: Nic) -> None:
     st, sim, _ = transfer(nic, 64 * MiB, 61, queue=1, steer_to=1, area_size=1 * MiB)
     print(f"\n64 MiB via a 1 MiB area, on the bound queue: {st}\nsim {sim}")
-    assert st.bytes == 64 * MiB and sim["hds_payload_bytes"] >= 60 * MiB
+    assert st.bytes == 64 * MiB and (sim["hds_payload_bytes"] >= 60 * MiB or not nic.simulated)
 
 
 # ---- the doctor ---------------------------------------------------------------------------------------
 def test_doctor_reports_the_simulated_nic(nic: Nic) -> None:
     report = check_interface(nic.interface, queue=1)
     print(f"\n{report}")
-    assert report.exists and report.driver == "netdevsim" and report.rx_queues == nic.queues
+    assert report.exists and report.rx_queues == nic.queues
+    assert report.driver == "netdevsim" or not nic.simulated
     assert not any("header/data split is" in f for f in report.findings), "header split is on"
     assert any(f"ethtool -N {nic.interface}" in c for c in report.fixes)  # how to steer flows
     cli = subprocess.run(
@@ -385,7 +398,7 @@ def test_doctor_reports_the_simulated_nic(nic: Nic) -> None:
         check=False,
     )
     print(cli.stdout)
-    assert nic.interface in cli.stdout and "netdevsim" in cli.stdout
+    assert nic.interface in cli.stdout and f"driver            {report.driver}" in cli.stdout
 
 
 @pytest.mark.xfail(

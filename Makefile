@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean test-asan soak \
-	dist-check
+.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane nic-lane clean test-asan \
+	soak dist-check
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -76,12 +76,23 @@ kernel-lane: setup
 			$(KERNEL_LANE_TESTS); \
 	fi
 
+# The NIC lane: the hardware zcrx path (mode="zcrx") on two simulated NICs (netdevsim built
+# with scripts/nic/netdevsim-zcrx.patch, simulated header-split DMA into the io_uring area) in
+# the kernel lane's VM. Skipped with the kernel lane (TRIO_URING_SKIP_KERNEL_LANE=1).
+nic-lane: setup
+	@if [ "$$TRIO_URING_SKIP_KERNEL_LANE" = 1 ]; then \
+		echo "NIC lane SKIPPED (TRIO_URING_SKIP_KERNEL_LANE=1)"; \
+	else \
+		scripts/kernel-vm --nic python -m pytest -q -s --color=no -p no:cacheprovider \
+			-o faulthandler_timeout=600 --durations=0 tests/nic; \
+	fi
+
 # The release artifacts: python -m build makes an sdist and an abi3 wheel; the sdist installs into
 # a new venv outside the repo, runs the doctor and an echo over io_uring (scripts/dist-check).
 dist-check: setup
 	PY=$(PY) PYBIN=$(BIN)/python scripts/dist-check
 
-test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane dist-check
+test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane nic-lane dist-check
 
 # The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
 # is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.

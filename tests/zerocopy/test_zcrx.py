@@ -146,6 +146,10 @@ def test_explicit_modes_raise_and_auto_falls_back_with_reasons(runner: object) -
                 async with open_zc_receiver(a, mode="zcrx", interface="lo"):
                     pass
             assert info.value.errno == errno.EOPNOTSUPP
+            with pytest.raises(ZeroCopyUnavailable, match=r"needs area_size >= 1 MiB") as small:
+                async with open_zc_receiver(a, mode="zcrx", interface="lo", area_size=256 << 10):
+                    pass
+            assert "area_size=1048576" in str(small.value)
             with pytest.raises(ZeroCopyUnavailable, match=r"no network interface 'nosuch0'"):
                 async with open_zc_receiver(a, mode="zcrx", interface="nosuch0"):
                     pass

@@ -155,8 +155,9 @@ def _try_multishot_recv(ring: Ring, bufs: BufferRing) -> bool:
         return ok
 
 
-def _zcrx_attempt(flags: int) -> int:
-    """Register an ifq on ``lo`` (queue 0) on a throwaway zcrx-capable ring: 0 or -errno."""
+def _zcrx_attempt(flags: int, interface: str = "lo", queue: int = 0) -> int:
+    """Register an ifq on ``interface``/``queue`` on a throwaway zcrx-capable ring, and drop it
+    with the ring at once: 0 or -errno. Device-less (``flags``) takes no interface or queue."""
     try:
         ring = Ring(8, flags=_ZCRX_RING, required=_ZCRX_RING)
     except UringUnavailable as exc:
@@ -165,9 +166,14 @@ def _zcrx_attempt(flags: int) -> int:
         slab, _view = alloc_slab(16 * 4096)
         out = ffi.new("tu_zcrx **")
         info = ffi.new("struct tu_zcrx_info *")
-        idx = socket.if_nametoindex("lo")
+        try:
+            idx = 0 if flags else socket.if_nametoindex(interface)
+        except OSError:
+            return -_errno.ENODEV
         return int(
-            lib.tu_zcrx_register(ring.native, 0 if flags else idx, 0, 64, flags, slab, 16 * 4096, out, info)
+            lib.tu_zcrx_register(
+                ring.native, idx, 0 if flags else queue, 64, flags, slab, 16 * 4096, out, info
+            )
         )
 
 

@@ -2,8 +2,10 @@
 
 Reads what it can without privileges or side effects — sysfs, and ``ethtool``/``ip`` output
 where those tools exist — and prints findings with the exact commands to fix each one.
-It never changes a setting and never registers a queue on a real NIC (that would take the
-queue away from the kernel's normal receive path while it lasts).
+It never changes a setting. Only when asked (``attempt=True``, ``doctor --try``) does it
+register the queue for a moment, on a ring of its own: the kernel's answer then replaces the
+guess from the driver's name (the queue leaves the kernel's normal receive path while the
+registration lasts, a few milliseconds).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 from pathlib import Path
 
 import attrs
+
+from ._zcrx import ynl_header_split
 
 __all__ = ["NicReport", "check_interface"]
 
@@ -61,8 +65,11 @@ def _run(*cmd: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/class/net")) -> NicReport:
-    """Inspect ``interface`` (read-only) for the zcrx requirements on ``queue``."""
+def check_interface(
+    interface: str, queue: int = 0, sysfs: Path = Path("/sys/class/net"), *, attempt: bool = False
+) -> NicReport:
+    """Inspect ``interface`` (read-only) for the zcrx requirements on ``queue``; with
+    ``attempt``, also register the queue for a moment and let the kernel decide."""
     base = sysfs / interface
     if not base.exists():
         return NicReport(interface=interface, exists=False)
@@ -108,7 +115,8 @@ def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/cla
             if not split or split.group(1).lower() != "on":
                 ok = False
                 findings.append(f"header/data split is {split.group(1) if split else 'not reported'}")
-                fixes.append(f"ethtool -G {interface} tcp-data-split on")
+                fixes.append(f"ethtool -G {interface} tcp-data-split on   # ethtool >= 6.12, or:")
+                fixes.append(f"  {ynl_header_split(interface)}")
             if thresh and thresh.group(1) != "0":
                 ok = False
                 findings.append(f"hds-thresh is {thresh.group(1)}, must be 0")
@@ -119,9 +127,12 @@ def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/cla
             findings.append("an XDP program is attached (registration fails with EEXIST)")
             fixes.append(f"ip link set {interface} xdp off")
         fixes.append(f"ethtool -X {interface} equal {max(1, queue)}   # keep RSS off the zcrx queue")
-        fixes.append(
-            f"ethtool -N {interface} flow-type tcp6 dst-port PORT action {queue}   # steer your flows"
-        )
+        for flow in ("tcp4", "tcp6"):
+            fixes.append(
+                f"ethtool -N {interface} flow-type {flow} dst-port PORT action {queue}   # steer your flows"
+            )
+        if attempt:
+            ok = _attempt(interface, queue, findings)
     return NicReport(
         interface=interface,
         exists=True,
@@ -131,3 +142,17 @@ def check_interface(interface: str, queue: int = 0, sysfs: Path = Path("/sys/cla
         fixes=tuple(fixes) if driver else (),
         ok=ok,
     )
+
+
+def _attempt(interface: str, queue: int, findings: list[str]) -> bool:
+    """Register ``queue`` for a moment: the kernel's answer, as a finding. True if it worked."""
+    from .._core._probe import _zcrx_attempt  # noqa: PLC0415 - only when asked to try
+    from ._zcrx import registration_error  # noqa: PLC0415 - only when asked to try
+
+    ret = _zcrx_attempt(0, interface, queue)
+    if ret == 0:
+        findings.append(f"registering queue {queue} worked (and was undone): zcrx is possible here")
+        return True
+    err = registration_error(ret, interface=interface, queue=queue, nodev=False)
+    findings.append(f"registering queue {queue} failed: {err}")
+    return False

@@ -22,7 +22,7 @@ from .._core._errors import Unavailable
 from .._core._ops import OpDriver
 from .._native import ffi, lib
 
-__all__ = ["Ifq", "ZeroCopyUnavailable", "get_ifq", "registration_error"]
+__all__ = ["Ifq", "ZeroCopyUnavailable", "get_ifq", "registration_error", "ynl_header_split"]
 
 AREA_SHIFT = int(lib.TU_IORING_ZCRX_AREA_SHIFT)
 AREA_MASK = (1 << AREA_SHIFT) - 1
@@ -32,6 +32,15 @@ NODEV = int(lib.TU_ZCRX_REG_NODEV)
 
 class ZeroCopyUnavailable(Unavailable):
     """A zero-copy mode cannot be used; ``reason`` names the requirement, ``remedy`` the fix."""
+
+
+def ynl_header_split(interface: str) -> str:
+    """Header split on, hds-thresh 0, through the kernel's own netlink tool (tools/net/ynl in
+    the kernel source): for an ethtool older than 6.12, which cannot set them."""
+    return (
+        "tools/net/ynl/pyynl/cli.py --family ethtool --do rings-set --json "
+        f'\'{{"header": {{"dev-name": "{interface}"}}, "tcp-data-split": "enabled", "hds-thresh": 0}}\''
+    )
 
 
 def registration_error(err: int, *, interface: str | None, queue: int, nodev: bool) -> ZeroCopyUnavailable:
@@ -77,7 +86,8 @@ def registration_error(err: int, *, interface: str | None, queue: int, nodev: bo
         return ZeroCopyUnavailable(
             f"{dev} refused the zcrx queue (EINVAL): header/data split must be on with hds-thresh 0, "
             "or the ring lacks DEFER_TASKRUN/CQE32, or the kernel predates zcrx (Linux < 6.15)",
-            f"`ethtool -G {dev} tcp-data-split on` and `ethtool -G {dev} hds-thresh 0`; use Linux >= 6.15",
+            f"`ethtool -G {dev} tcp-data-split on` and `ethtool -G {dev} hds-thresh 0` (ethtool >= 6.12; "
+            f"with an older one: `{ynl_header_split(dev)}`); use Linux >= 6.15",
             errno=code,
         )
     if code == _errno.EEXIST:
@@ -171,6 +181,9 @@ class Ifq:
         #: when a receiver ran out of area (-ENOMEM) or the refill ring fills up, not per pass.
         self.flush_wanted = False
         self.can_flush = True
+        #: Refill entries published since the last flush (a flush that takes none frees nothing:
+        #: re-arming starved receivers after it would only run them dry again, every pass).
+        self._unflushed = 0
         #: Receivers that ran dry while holding nothing: re-armed when buffers come back.
         self.starved: set[Any] = set()
         driver.pre_enter.append(self.flush)
@@ -202,19 +215,23 @@ class Ifq:
         if done < 0:  # give_back validates; reaching this is a bug, and nothing was written
             raise RuntimeError(f"zcrx refill rejected a batch: {os.strerror(-done)}")
         self.refills += done
+        self._unflushed += done
         del self._offs[:done]
         del self._lens[:done]
         if self.starved:
             self.flush_wanted = True
+        flushed = False
         if self.can_flush and (self.flush_wanted or lib.tu_zcrx_rq_space(self._ptr) < self.rq_entries // 4):
             self.flush_wanted = False
             ret = lib.tu_zcrx_flush_rq(self.driver.ring.native, self._ptr)
             if ret == 0:
                 self.flushes += 1
+                # it made the kernel take refills it had not taken: buffers came back
+                flushed, self._unflushed = self._unflushed > 0, 0
             elif ret in (-_errno.EINVAL, -_errno.EOPNOTSUPP):
                 # no ZCRX_CTRL_FLUSH_RQ (Linux < 6.19): refills wait for the queue's page pool
                 self.can_flush = False
-        if done and self.starved:
+        if (done or flushed) and self.starved:  # buffers went back: receivers waiting can go on
             starved, self.starved = self.starved, set()
             for rx in starved:
                 rx._arm()

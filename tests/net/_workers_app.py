@@ -52,3 +52,16 @@ async def crash(stream: Any) -> None:
 
 def not_async(stream: Any) -> None:
     """A plain function: refused before any worker starts."""
+
+
+async def zc_report(stream: Any) -> None:
+    """Open a zero-copy receiver without interface/queue, answer with what it registered on."""
+    from trio_uring import open_zc_receiver  # noqa: PLC0415
+    from trio_uring._net._worker import worker_zc_queue  # noqa: PLC0415
+
+    async with open_zc_receiver(stream) as rx:
+        lease = await rx.receive()
+        with lease:
+            got = bytes(lease.data)
+        report = f"{worker_zc_queue()}|{rx.mode}|{rx.statistics().fallback_reason}|{got!r}\n"
+    await stream.send_all(report.encode())

@@ -276,9 +276,13 @@ def _steer(groups: list[list[_stdlib.socket]], queues: Sequence[int] | None, req
         for group in groups:
             attach_queue_program(group[0], queues)
     except OSError as exc:
-        why = f"hash (the RX-queue program could not be attached: {exc}; connections are spread by hash)"
         if requested == "rx-queue":
-            raise OSError(exc.errno, why) from exc
+            raise OSError(
+                exc.errno,
+                f"steering='rx-queue': the RX-queue reuseport program could not be attached ({exc}); "
+                "pass steering=None to fall back to the kernel's hash; no worker was started",
+            ) from exc
+        why = f"hash (the RX-queue program could not be attached: {exc}; connections are spread by hash)"
         _log.warning("trio_uring workers: steering by %s", why)
         return why
     return "rx-queue"

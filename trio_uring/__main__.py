@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     doc.add_argument("--interface", help="also check this NIC for zero-copy receive (read-only)")
     doc.add_argument("--queue", type=int, default=0, help="the rx queue zcrx would use (default 0)")
     doc.add_argument(
-        "--workers", type=int, help="with --interface: can N workers own queues QUEUE..QUEUE+N-1 (serve --zc-*)"
+        "--workers",
+        type=int,
+        help="with --interface: can N workers own queues QUEUE..QUEUE+N-1 (serve --zc-*)",
     )
     srv = sub.add_parser("serve", help="serve module:handler from worker processes (serve_tcp_workers)")
     srv.add_argument("handler", help="module:function, an async def handler(stream) importable from here")
@@ -113,8 +115,11 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 )
             )
             where = ", ".join(f"{a[0]}:{a[1]}" for a in pool.addresses)
-            print(f"serving {args.handler} on {where} with {pool.workers} workers "
-                  f"(pids {' '.join(map(str, pool.pids))}; steering: {pool.steering})", flush=True)
+            print(
+                f"serving {args.handler} on {where} with {pool.workers} workers "
+                f"(pids {' '.join(map(str, pool.pids))}; steering: {pool.steering})",
+                flush=True,
+            )
 
     try:
         try:

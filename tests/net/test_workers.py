@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import trio
 
-import trio_uring
 from tests._subproc import run_python
 from tests.net import _workers_app as app
 from trio_uring import WorkerPool, WorkersFailed, ZcConfig, serve_tcp_workers
@@ -160,7 +159,10 @@ def test_zc_workers_default_their_receivers_to_their_queue_and_steering_falls_ba
     # the worker's receiver tried zcrx on the worker's interface and queue (lo cannot do it)
     assert where == "('lo', 0)" and mode in ("copy", "zcrx-nodev") and data == "b'zc'"
     assert reason.startswith("zcrx: lo cannot do zero-copy receive"), reason
-    assert "could not be attached ([Errno 1]" in lines["explicit"] and "no worker was started" in lines["explicit"]
+    assert (
+        "could not be attached ([Errno 1]" in lines["explicit"]
+        and "no worker was started" in lines["explicit"]
+    )
 
 
 def test_the_steering_program_picks_the_socket_by_rx_queue_and_hashes_the_rest() -> None:
@@ -230,7 +232,9 @@ async def test_graceful_shutdown_under_load_loses_no_acknowledged_request(tmp_pa
             pool = await _start(nursery, app.journal, workers=2, grace=grace)
             async with trio.open_nursery() as clients:
                 for n in range(8):
-                    clients.start_soon(functools.partial(trio.to_thread.run_sync, client, n, abandon_on_cancel=True))
+                    clients.start_soon(
+                        functools.partial(trio.to_thread.run_sync, client, n, abandon_on_cancel=True)
+                    )
                 await trio.sleep(0.7)
                 stopped_at[0] = time.monotonic()
                 pool.stop()
@@ -322,7 +326,7 @@ async def test_bad_arguments_fail_before_any_worker_starts(
 
 def test_zc_config_rejects_what_cannot_be_a_queue_list() -> None:
     for queues in ([], [0, 0], [-1], ["0"]):
-        with pytest.raises(ValueError, match="ZcConfig.queues"):
+        with pytest.raises(ValueError, match=r"ZcConfig\.queues"):
             ZcConfig("lo", queues)  # type: ignore[arg-type]
 
 
@@ -431,4 +435,3 @@ def test_supervisor_killed_leaves_no_orphans_and_frees_the_port() -> None:
         assert _port_is_free(port)
     finally:
         _reap(proc)
-

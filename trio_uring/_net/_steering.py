@@ -132,28 +132,44 @@ def check_workers(
     need = queues[-1] + 1
     if rxq < need:
         ok = False
-        findings.append(f"{rxq} rx queue(s); {workers} workers on queues {first_queue}..{need - 1} need {need}")
-        fixes.append(f"ethtool -L {interface} combined {need + (first_queue == 0)}")
+        findings.append(
+            f"{rxq} rx queue(s); {workers} workers on queues {first_queue}..{need - 1} need {need}"
+        )
+        fixes.append(f"ethtool -L {interface} combined {need}")
     else:
         findings.append(f"{rxq} rx queues: enough for queues {first_queue}..{need - 1}")
     why = _kernel_takes_the_program()
     if why is None:
-        findings.append("steering: the kernel accepts the RX-queue reuseport program (SO_ATTACH_REUSEPORT_CBPF)")
+        findings.append(
+            "steering: the kernel accepts the RX-queue reuseport program (SO_ATTACH_REUSEPORT_CBPF)"
+        )
     else:
         ok = False
-        findings.append(f"steering: the RX-queue reuseport program cannot be attached ({why}); workers would "
-                        "get connections by hash, not by queue")
+        findings.append(
+            f"steering: the RX-queue reuseport program cannot be attached ({why}); workers would "
+            "get connections by hash, not by queue"
+        )
     features = ethtool_k if ethtool_k is not None else _run("ethtool", "-k", interface)
     if features is None:
-        findings.append(f"could not read offload settings: check `ethtool -k {interface}` shows ntuple-filters: on")
+        findings.append(
+            f"could not read offload settings: check `ethtool -k {interface}` shows ntuple-filters: on"
+        )
     else:
         m = re.search(r"ntuple-filters:\s*(\S+)", features)
         if not m or m.group(1) != "on":
             ok = False
-            findings.append(f"ntuple-filters is {m.group(1) if m else 'not reported'}: flows cannot be steered")
+            findings.append(
+                f"ntuple-filters is {m.group(1) if m else 'not reported'}: flows cannot be steered"
+            )
             fixes.append(f"ethtool -K {interface} ntuple on")
     if first_queue > 0:
-        fixes.append(f"ethtool -X {interface} equal {first_queue}   # default RSS stays off the worker queues")
-    fixes.append(f"ethtool -X {interface} context new start {first_queue} equal {workers}   # prints context N")
-    fixes.append(f"ethtool -N {interface} flow-type tcp6 dst-port PORT context N   # the server's flows there")
+        fixes.append(
+            f"ethtool -X {interface} equal {first_queue}   # default RSS stays off the worker queues"
+        )
+    fixes.append(
+        f"ethtool -X {interface} context new start {first_queue} equal {workers}   # prints context N"
+    )
+    fixes.append(
+        f"ethtool -N {interface} flow-type tcp6 dst-port PORT context N   # the server's flows there"
+    )
     return WorkersReport(interface, workers, queues, rxq, tuple(findings), tuple(fixes), ok)

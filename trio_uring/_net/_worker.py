@@ -160,7 +160,9 @@ async def _serve_one(handler: Callable[[Any], Awaitable[object]], stream: Any) -
         await handler(stream)
 
 
-async def _serve(ctl: _stdlib.socket, cfg: dict[str, Any], handler: Callable[[Any], Awaitable[object]]) -> None:
+async def _serve(
+    ctl: _stdlib.socket, cfg: dict[str, Any], handler: Callable[[Any], Awaitable[object]]
+) -> None:
     from trio_uring import UringSocketListener, backend  # noqa: PLC0415 - after the run began
     from trio_uring.socket import from_stdlib_socket  # noqa: PLC0415
 
@@ -180,7 +182,9 @@ async def _serve(ctl: _stdlib.socket, cfg: dict[str, Any], handler: Callable[[An
                     acceptors.cancel_scope.cancel()
                 for listener in listeners:  # new connections now go to the other workers
                     await listener.aclose()
-                connections.cancel_scope.deadline = -math.inf if ending.hurry else trio.current_time() + cfg["grace"]
+                connections.cancel_scope.deadline = (
+                    -math.inf if ending.hurry else trio.current_time() + cfg["grace"]
+                )
             watchers.cancel_scope.cancel()
 
 
@@ -196,6 +200,7 @@ def main() -> None:
     ctl = _stdlib.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import trio_uring  # noqa: PLC0415 - this module is imported by trio_uring itself
+
     try:
         _set_pdeathsig(signal.SIGTERM)
         cfg = _read_config(ctl)

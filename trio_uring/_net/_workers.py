@@ -72,10 +72,14 @@ class ZcConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.interface, str) or not self.interface:
-            raise ValueError(f"ZcConfig.interface must be an interface name (see `ip link`), got {self.interface!r}")
+            raise ValueError(
+                f"ZcConfig.interface must be an interface name (see `ip link`), got {self.interface!r}"
+            )
         queues = tuple(self.queues)
         if not queues or any(not isinstance(q, int) or isinstance(q, bool) or q < 0 for q in queues):
-            raise ValueError(f"ZcConfig.queues must be RX queue indexes (ints >= 0), one per worker, got {self.queues!r}")
+            raise ValueError(
+                f"ZcConfig.queues must be RX queue indexes (ints >= 0), one per worker, got {self.queues!r}"
+            )
         if len(set(queues)) != len(queues):
             raise ValueError(f"ZcConfig.queues must be distinct (one worker per queue), got {queues!r}")
         object.__setattr__(self, "queues", queues)
@@ -96,7 +100,9 @@ class WorkersFailed(RuntimeError):
 class WorkerPool:
     """What ``await nursery.start(serve_tcp_workers, ...)`` returns once every worker is ready."""
 
-    def __init__(self, port: int, addresses: list[Any], workers: int, steering: str, cpus: list[int | None]) -> None:
+    def __init__(
+        self, port: int, addresses: list[Any], workers: int, steering: str, cpus: list[int | None]
+    ) -> None:
         #: the bound port (the one chosen by the kernel for ``port=0``)
         self.port = port
         #: every address listened on (``getsockname()`` of each listener)
@@ -156,8 +162,8 @@ def _check_handler(handler: Any) -> bytes:
     main = sys.modules.get("__main__")
     if getattr(target, "__module__", None) == "__main__" and getattr(main, "__file__", None) is None:
         raise TypeError(
-            f"handler {handler!r} is defined in __main__ of an interactive session or `python -c`, which a new "
-            "worker process cannot import: define it in a module (or a script file) and pass that"
+            f"handler {handler!r} is defined in __main__ of an interactive session or `python -c`, "
+            "which a new worker process cannot import: define it in a module (or a script file)"
         )
     try:
         return pickle.dumps(handler)
@@ -181,22 +187,30 @@ def _cpus(cpu_affinity: bool | Sequence[int], workers: int) -> list[int | None]:
         chosen = list(cpu_affinity)
         bad = [c for c in chosen if not isinstance(c, int) or c not in usable]
         if not chosen or bad:
-            raise ValueError(f"cpu_affinity must be True, False or CPUs this process may use ({usable}), got {cpu_affinity!r}")
+            raise ValueError(
+                f"cpu_affinity must be True, False or CPUs this process may use ({usable}), "
+                f"got {cpu_affinity!r}"
+            )
     return [chosen[i % len(chosen)] for i in range(workers)]
 
 
 def _check_zc(zc: ZcConfig, workers: int) -> None:
     if len(zc.queues) != workers:
-        raise ValueError(f"ZcConfig.queues names {len(zc.queues)} queue(s) for {workers} workers: one queue per worker")
+        raise ValueError(
+            f"ZcConfig.queues names {len(zc.queues)} queue(s) for {workers} workers: one queue per worker"
+        )
     rxq = rx_queue_count(zc.interface)
     if rxq is None:
-        raise ValueError(f"interface {zc.interface!r} does not exist in this network namespace (see `ip link`)")
+        raise ValueError(
+            f"interface {zc.interface!r} does not exist in this network namespace (see `ip link`)"
+        )
     missing = [q for q in zc.queues if q >= rxq]
     if missing:
         raise ValueError(
-            f"interface {zc.interface} has {rxq} rx queue(s), so queue(s) {missing} do not exist: give it more "
-            f"(`ethtool -L {zc.interface} combined {max(zc.queues) + 1}`) or use fewer workers; "
-            f"`python -m trio_uring doctor --interface {zc.interface} --workers {workers}` checks the whole setup"
+            f"interface {zc.interface} has {rxq} rx queue(s), so queue(s) {missing} do not exist: give "
+            f"it more (`ethtool -L {zc.interface} combined {max(zc.queues) + 1}`) or use fewer workers; "
+            f"`python -m trio_uring doctor --interface {zc.interface} --workers {workers}` checks the "
+            "whole setup"
         )
 
 
@@ -219,7 +233,7 @@ def _bind_listeners(
     have ``SO_REUSEADDR``) until the group listens, then closes.
     """
     infos = _stdlib.getaddrinfo(host, port, _stdlib.AF_UNSPEC, _stdlib.SOCK_STREAM, 0, _stdlib.AI_PASSIVE)
-    addrs: list[tuple[int, Any]] = []
+    addrs: list[tuple[Any, Any]] = []
     for family, _, _, _, sockaddr in infos:
         if (family, sockaddr) not in addrs:
             addrs.append((family, sockaddr))
@@ -246,7 +260,7 @@ def _bind_listeners(
                     "by whom): stop that program or choose another port; no worker was started",
                 ) from None
             chosen = probe.getsockname()[1]
-            group = []
+            group: list[_stdlib.socket] = []
             groups.append(group)
             for _ in range(workers):
                 s = _stdlib.socket(family, _stdlib.SOCK_STREAM)
@@ -381,7 +395,9 @@ class _Pool:
         else:
             with trio.move_on_after(5):
                 await proc.wait()
-            reason = _describe(proc.returncode) if proc.returncode is not None else "closed its control socket"
+            reason = (
+                _describe(proc.returncode) if proc.returncode is not None else "closed its control socket"
+            )
         raise WorkerStartError(f"worker {i} (pid {proc.pid}) could not start: {reason}")
 
     def _forget(self, i: int) -> None:
@@ -435,8 +451,10 @@ class _Pool:
             started = trio.current_time()
             await proc.wait()
             self._forget(i)
-            what = f"worker {i} (pid {proc.pid}) {_describe(proc.returncode)}"
-            if proc.returncode != 0:  # 0: it was told to stop (a SIGTERM of its own); not a crash
+            returncode = proc.returncode
+            assert returncode is not None
+            what = f"worker {i} (pid {proc.pid}) {_describe(returncode)}"
+            if returncode != 0:  # 0: it was told to stop (a SIGTERM of its own); not a crash
                 self.pool.failures.append(what)
             failures_in_a_row = 1 if trio.current_time() - started > HEALTHY_AFTER else failures_in_a_row + 1
             while True:
@@ -484,10 +502,13 @@ class _Pool:
                 proc.kill()
                 await proc.wait()
                 self.pool.failures.append(
-                    f"worker {i} (pid {proc.pid}) did not stop within {self.grace + KILL_AFTER_GRACE:g} s: killed"
+                    f"worker {i} (pid {proc.pid}) did not stop within "
+                    f"{self.grace + KILL_AFTER_GRACE:g} s: killed"
                 )
             elif proc.returncode not in (0, -signal.SIGTERM):
-                self.pool.failures.append(f"worker {i} (pid {proc.pid}) {_describe(proc.returncode)} while stopping")
+                self.pool.failures.append(
+                    f"worker {i} (pid {proc.pid}) {_describe(proc.returncode)} while stopping"
+                )
         for i in range(self.pool.workers):
             self._forget(i)
 
@@ -586,7 +607,9 @@ async def serve_tcp_workers(
     if refused is not None and not fallback:
         raise refused.fresh()
     if refused is not None:
-        warnings.warn(f"io_uring is unavailable, workers run on stock trio: {refused}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"io_uring is unavailable, workers run on stock trio: {refused}", RuntimeWarning, stacklevel=2
+        )
     queues: Sequence[int] | None = None
     if steering != "hash":
         queues = zc.queues if zc is not None else (range(workers) if steering == "rx-queue" else None)
@@ -599,7 +622,9 @@ async def serve_tcp_workers(
                 s.close()
         raise
     pool = WorkerPool(bound, [group[0].getsockname() for group in groups], workers, mode, cpus)
-    sup = _Pool(handler_bytes, groups, pool, zc=zc, grace=grace, fallback=fallback, quiet_fallback=refused is not None)
+    sup = _Pool(
+        handler_bytes, groups, pool, zc=zc, grace=grace, fallback=fallback, quiet_fallback=refused is not None
+    )
     watch_signals = handle_signals and threading.current_thread() is threading.main_thread()
     try:
         with contextlib.ExitStack() as stack:

@@ -83,11 +83,23 @@ async def test_every_worker_gets_connections_and_nothing_is_left_afterwards() ->
         pids = pool.pids
         assert pool.backends == ["io_uring", "io_uring"] and pool.steering == "hash"
         assert [os.sched_getaffinity(p) for p in pids if p] == [{c} for c in pool.cpus]
+        # Another program of ours binding the port: without SO_REUSEPORT it is refused; with it
+        # the kernel lets it join the group, and the steering program never picks it.
+        with stdsocket.socket() as plain, pytest.raises(OSError, match="Address already in use"):
+            plain.bind(("127.0.0.1", pool.port))
+        latecomer = stdsocket.socket()
+        latecomer.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEPORT, 1)
+        latecomer.bind(("127.0.0.1", pool.port))
+        latecomer.listen()
+        latecomer.setblocking(False)
         counts: dict[int, int] = {}
         for _ in range(40):  # hash steering: each of 2 workers misses all 40 with p = 2**-39
             pid = await trio.to_thread.run_sync(_ask, pool.port)
             counts[pid] = counts.get(pid, 0) + 1
         assert set(counts) == set(pids), counts
+        with pytest.raises(BlockingIOError):
+            latecomer.accept()
+        latecomer.close()
         pool.stop()
     assert not any(_alive(p) for p in pids if p)
     assert _children() <= before
@@ -153,8 +165,8 @@ def test_zc_workers_default_their_receivers_to_their_queue_and_steering_falls_ba
     proc = run_python(code, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
-    assert lines["steering"].startswith("hash (the RX-queue program could not be attached: [Errno 1]"), lines
-    assert "steering by hash" in proc.stderr  # the warning
+    assert lines["steering"].startswith("kernel hash (the steering program could not be attached: [Errno 1]")
+    assert "spread by hash, not by RX queue" in proc.stderr  # the warning
     where, mode, reason, data = lines["answer"].split("|")
     # the worker's receiver tried zcrx on the worker's interface and queue (lo cannot do it)
     assert where == "('lo', 0)" and mode in ("copy", "zcrx-nodev") and data == "b'zc'"
@@ -165,20 +177,23 @@ def test_zc_workers_default_their_receivers_to_their_queue_and_steering_falls_ba
     )
 
 
-def test_the_steering_program_picks_the_socket_by_rx_queue_and_hashes_the_rest() -> None:
-    from trio_uring._net._steering import attach_queue_program  # noqa: PLC0415
+def test_the_steering_program_picks_by_rx_queue_else_by_flow_hash_and_never_a_latecomer() -> None:
+    from trio_uring._net._steering import attach_steering  # noqa: PLC0415
 
-    def spread(queues: list[int]) -> list[int]:
+    def spread(queues: list[int] | None) -> list[int]:
+        """Connections each of 3 sockets gets: 2 in the program's group, 1 joining later."""
         socks = []
         try:
-            for _ in range(2):
+            for i in range(3):
                 s = stdsocket.socket()
                 socks.append(s)
                 s.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEPORT, 1)
-                s.bind(("127.0.0.1", socks[0].getsockname()[1] if len(socks) > 1 else 0))
-                s.listen(64)
+                s.bind(("127.0.0.1", socks[0].getsockname()[1] if i else 0))
                 s.setblocking(False)
-            attach_queue_program(socks[0], queues)
+                if i < 2:
+                    s.listen(64)
+            attach_steering(socks[0], 2, queues)
+            socks[2].listen(64)  # a latecomer: another program binding the port with SO_REUSEPORT
             clients = [stdsocket.create_connection(socks[0].getsockname()) for _ in range(40)]
             counts = []
             for s in socks:
@@ -195,10 +210,11 @@ def test_the_steering_program_picks_the_socket_by_rx_queue_and_hashes_the_rest()
             for s in socks:
                 s.close()
 
-    assert spread([0, 1]) == [40, 0]  # lo is queue 0
-    assert spread([1, 0]) == [0, 40]
-    hashed = spread([5, 6])  # queue 0 is nobody's: the kernel's hash decides
-    assert sum(hashed) == 40 and min(hashed) > 0, hashed
+    assert spread([0, 1]) == [40, 0, 0]  # lo is rx queue 0
+    assert spread([1, 0]) == [0, 40, 0]
+    for queues in ([5, 6], None):  # queue 0 is nobody's, or no queues: by flow hash, among the two
+        hashed = spread(queues)
+        assert sum(hashed) == 40 and min(hashed[:2]) > 0 and hashed[2] == 0, (queues, hashed)
 
 
 async def test_graceful_shutdown_under_load_loses_no_acknowledged_request(tmp_path: Path) -> None:

@@ -7,12 +7,13 @@ registered that queue. A classic-BPF reuseport program (``SO_ATTACH_REUSEPORT_CB
 make that choice: it reads the packet's queue and returns an *index into the group*, in the
 order the sockets joined it. The supervisor creates every listener itself, in queue order,
 and keeps them open for the pool's lifetime (a restarted worker inherits the same socket),
-so the order never changes.
+so the order never changes. Without queues the program still runs, choosing by flow hash
+among the pool's own sockets only: a same-user program that joins the group by binding
+the port with ``SO_REUSEPORT`` (the kernel allows that) then gets no connections.
 
 The queue the program sees (``SKF_AD_QUEUE``) is ``skb->queue_mapping``, which a driver sets
 with ``skb_record_rx_queue(skb, q)`` to **q + 1** (0 means "not recorded"): the program
-compares against ``q + 1``. A packet from a queue no worker owns gets an index past the end
-of the group, and the kernel then falls back to its hash for that connection.
+compares against ``q + 1``. A packet from a queue no worker owns is chosen by flow hash.
 
 Also here: the doctor's checks for a worker pool on a NIC (queues, header split, steering).
 """
@@ -28,31 +29,48 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["WorkersReport", "attach_queue_program", "check_workers", "queue_program", "rx_queue_count"]
+__all__ = ["WorkersReport", "attach_steering", "check_workers", "rx_queue_count", "steering_program"]
 
 SO_ATTACH_REUSEPORT_CBPF = 51
 SKF_AD_OFF = -0x1000
 SKF_AD_QUEUE = 8
+SKF_AD_RXHASH = 32
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _RET_K = 0x06  # BPF_RET | BPF_K
+_RET_A = 0x16  # BPF_RET | BPF_A
+_MOD_K = 0x94  # BPF_ALU | BPF_MOD | BPF_K
 #: past any group's end: the kernel selects by hash instead
 NO_SOCKET = 0xFFFFFFFF
 
 
-def queue_program(queues: Sequence[int]) -> list[tuple[int, int, int, int]]:
-    """The cBPF program: a packet from ``queues[i]`` selects socket ``i`` of the group."""
-    prog = [(_LD_W_ABS, 0, 0, (SKF_AD_OFF + SKF_AD_QUEUE) & 0xFFFFFFFF)]
-    for index, queue in enumerate(queues):
-        prog.append((_JEQ_K, 0, 1, queue + 1))  # queue_mapping is rx queue + 1
-        prog.append((_RET_K, 0, 0, index))
+def steering_program(workers: int, queues: Sequence[int] | None = None) -> list[tuple[int, int, int, int]]:
+    """The cBPF program for a group of ``workers`` sockets.
+
+    With ``queues``: a packet from RX queue ``queues[i]`` selects socket ``i``. Every other
+    packet (no queues given, or a queue nobody owns) selects ``flow hash % workers``: the
+    kernel's flow hash of the packet, so a connection's packets agree. Either way the index
+    is below ``workers``, so a socket that joins the group later (another program of the
+    same user binding the port with ``SO_REUSEPORT``) is never chosen. A packet without a
+    flow hash gets an index past the end, which makes the kernel use its own hash.
+    """
+    prog = []
+    if queues is not None:
+        prog.append((_LD_W_ABS, 0, 0, (SKF_AD_OFF + SKF_AD_QUEUE) & 0xFFFFFFFF))
+        for index, queue in enumerate(queues):
+            prog.append((_JEQ_K, 0, 1, queue + 1))  # queue_mapping is rx queue + 1
+            prog.append((_RET_K, 0, 0, index))
+    prog.append((_LD_W_ABS, 0, 0, (SKF_AD_OFF + SKF_AD_RXHASH) & 0xFFFFFFFF))
+    prog.append((_JEQ_K, 0, 1, 0))
     prog.append((_RET_K, 0, 0, NO_SOCKET))
+    prog.append((_MOD_K, 0, 0, workers))
+    prog.append((_RET_A, 0, 0, 0))
     return prog
 
 
-def attach_queue_program(sock: _stdlib.socket, queues: Sequence[int]) -> None:
-    """Attach :func:`queue_program` to ``sock``'s reuseport group (raises ``OSError``)."""
-    prog = queue_program(queues)
+def attach_steering(sock: _stdlib.socket, workers: int, queues: Sequence[int] | None = None) -> None:
+    """Attach :func:`steering_program` to ``sock``'s reuseport group (raises ``OSError``)."""
+    prog = steering_program(workers, queues)
     filt = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *ins) for ins in prog))
     fprog = struct.pack("@HP", len(prog), ctypes.addressof(filt))  # struct sock_fprog
     sock.setsockopt(_stdlib.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
@@ -76,7 +94,7 @@ def _kernel_takes_the_program() -> str | None:
             s.setsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_REUSEPORT, 1)
             s.bind(("127.0.0.1", socks[0].getsockname()[1] if len(socks) > 1 else 0))
             s.listen(1)
-        attach_queue_program(socks[0], [0, 1])
+        attach_steering(socks[0], 2, [0, 1])
     except OSError as exc:
         return str(exc)
     finally:

@@ -40,7 +40,7 @@ import trio
 
 from .._core._errors import UringUnavailable, setup_error
 from . import _worker
-from ._steering import attach_queue_program, rx_queue_count
+from ._steering import attach_steering, rx_queue_count
 
 __all__ = ["WorkerPool", "WorkerStartError", "WorkersFailed", "ZcConfig", "serve_tcp_workers"]
 
@@ -108,7 +108,8 @@ class WorkerPool:
         #: every address listened on (``getsockname()`` of each listener)
         self.addresses = addresses
         self.workers = workers
-        #: ``"rx-queue"`` (the steering program is attached) or ``"hash"`` (why, if asked for the other)
+        #: ``"rx-queue"`` or ``"hash"`` (our program: by RX queue, or by flow hash among the pool's
+        #: own sockets), or ``"kernel hash (why)"`` where the program could not be attached
         self.steering = steering
         #: CPU each worker is pinned to (None: not pinned)
         self.cpus = cpus
@@ -284,11 +285,10 @@ def _bind_listeners(
 
 
 def _steer(groups: list[list[_stdlib.socket]], queues: Sequence[int] | None, requested: str | None) -> str:
-    if queues is None:
-        return "hash"
+    """Attach the steering program to each address's group; the steering in use, in words."""
     try:
         for group in groups:
-            attach_queue_program(group[0], queues)
+            attach_steering(group[0], len(group), queues)
     except OSError as exc:
         if requested == "rx-queue":
             raise OSError(
@@ -296,10 +296,11 @@ def _steer(groups: list[list[_stdlib.socket]], queues: Sequence[int] | None, req
                 f"steering='rx-queue': the RX-queue reuseport program could not be attached ({exc}); "
                 "pass steering=None to fall back to the kernel's hash; no worker was started",
             ) from exc
-        why = f"hash (the RX-queue program could not be attached: {exc}; connections are spread by hash)"
-        _log.warning("trio_uring workers: steering by %s", why)
-        return why
-    return "rx-queue"
+        why = f"the steering program could not be attached: {exc}"
+        if queues is not None:
+            _log.warning("trio_uring workers: connections are spread by hash, not by RX queue (%s)", why)
+        return f"kernel hash ({why})"
+    return "rx-queue" if queues is not None else "hash"
 
 
 class _Pool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import signal
 import socket as stdsocket
 import subprocess
@@ -76,7 +77,7 @@ async def _start(nursery: trio.Nursery, handler: Any, **kw: Any) -> WorkerPool:
     return pool
 
 
-async def test_every_worker_gets_connections_and_nothing_is_left_afterwards() -> None:
+async def test_every_worker_gets_connections_and_nothing_is_left_afterwards(no_fd_leak: None) -> None:
     before = _children()
     async with trio.open_nursery() as nursery:
         pool = await _start(nursery, app.whoami, workers=2)
@@ -330,7 +331,7 @@ def taken_port() -> Iterator[int]:
     ],
 )
 async def test_bad_arguments_fail_before_any_worker_starts(
-    kwargs: dict[str, Any], error: type[Exception], match: str, taken_port: int
+    kwargs: dict[str, Any], error: type[Exception], match: str, taken_port: int, no_fd_leak: None
 ) -> None:
     handler = kwargs.pop("handler", app.whoami)
     port = taken_port if kwargs.pop("port", 0) == "taken" else 0
@@ -375,6 +376,31 @@ def test_io_uring_refused_fails_before_any_worker_or_falls_back_once() -> None:
     assert "seccomp" in lines["refused"], lines
     assert lines["backends"] == "['epoll', 'epoll']" and lines["answer"] == "True"
     assert proc.stderr.count("io_uring is unavailable") == 1, proc.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_others_and_says_why() -> None:
+    # setup is allowed (the supervisor's own check passes), the worker's first enter is not
+    code = textwrap.dedent(f"""
+        import functools, os, sys, trio, trio_uring
+        sys.path.insert(0, {ROOT!r})
+        from tests.net._workers_app import whoami
+
+        if __name__ == "__main__":
+            try:
+                trio.run(functools.partial(trio_uring.serve_tcp_workers, whoami, 0, host="127.0.0.1",
+                                           workers=2, handle_signals=False))
+            except trio_uring.WorkerStartError as exc:
+                print("error:", exc)
+            with open(f"/proc/self/task/{{os.getpid()}}/children") as f:
+                print("children:", f.read().split())
+    """)
+    proc = run_python(code, refuse={"enter": errno.EPERM}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "children: []" in proc.stdout
+    assert re.match(
+        r"error: worker \d \(pid \d+\) could not start: io_uring is unavailable: io_uring_enter .*EPERM.*seccomp",
+        proc.stdout,
+    ), proc.stdout
 
 
 def _serve_cli(*args: str) -> tuple[subprocess.Popen[str], int, list[int]]:

@@ -634,18 +634,24 @@ async def serve_tcp_workers(
                 if watch_signals
                 else None
             )
+            not_started: WorkerStartError | None = None
             async with trio.open_nursery() as nursery:
                 if signals is not None:  # the first signal stops, the next ones hurry
                     nursery.start_soon(_forward_signals, pool, signals)
-                if not await sup.start():
-                    await sup.shutdown()
-                    raise WorkerStartError("stopped before every worker was ready")
-                task_status.started(pool)
-                await sup.supervise()
+                try:
+                    if not await sup.start():
+                        raise WorkerStartError("stopped before every worker was ready")
+                except WorkerStartError as exc:
+                    not_started = exc  # raised below, not wrapped in this nursery's group
+                else:
+                    task_status.started(pool)
+                    await sup.supervise()
                 await sup.shutdown()
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await sup.shutdown()  # a no-op if done; else (cancelled, an error) done here, shielded
+    if not_started is not None:
+        raise not_started
     if pool.failures:
         raise WorkersFailed(pool.failures)

@@ -65,3 +65,25 @@ async def zc_report(stream: Any) -> None:
             got = bytes(lease.data)
         report = f"{worker_zc_queue()}|{rx.mode}|{rx.statistics().fallback_reason}|{got!r}\n"
     await stream.send_all(report.encode())
+
+
+async def zc_digest(stream: Any) -> None:
+    """Receive to end of stream through a zero-copy receiver on this worker's default queue;
+    answer one JSON line: the queue, the mode, the byte count and the SHA-256 of the bytes."""
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from trio_uring import open_zc_receiver  # noqa: PLC0415
+    from trio_uring._net._worker import worker_zc_queue  # noqa: PLC0415
+
+    digest, total = hashlib.sha256(), 0
+    async with open_zc_receiver(stream) as rx:
+        while batch := await rx.receive_batch():
+            for lease in batch:
+                with lease:
+                    digest.update(lease.data)
+                    total += lease.nbytes
+        mode, reason = rx.mode, rx.statistics().fallback_reason
+    report = {"queue": worker_zc_queue(), "mode": mode, "reason": reason, "bytes": total}
+    report["sha256"] = digest.hexdigest()
+    await stream.send_all(json.dumps(report).encode() + b"\n")

@@ -398,7 +398,8 @@ def test_a_worker_that_cannot_start_stops_the_others_and_says_why() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "children: []" in proc.stdout
     assert re.match(
-        r"error: worker \d \(pid \d+\) could not start: io_uring is unavailable: io_uring_enter .*EPERM.*seccomp",
+        r"error: worker \d \(pid \d+\) could not start: "
+        r"io_uring is unavailable: io_uring_enter .*EPERM.*seccomp",
         proc.stdout,
     ), proc.stdout
 

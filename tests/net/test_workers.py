@@ -107,6 +107,25 @@ async def test_every_worker_gets_connections_and_nothing_is_left_afterwards(no_f
     assert _port_is_free(pool.port)
 
 
+async def test_workers_outlive_the_thread_that_happened_to_be_around(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PR_SET_PDEATHSIG fires when the *thread* that forked a worker exits. trio's cached
+    # threads (where trio.lowlevel.open_process forks) exit after 10 idle seconds; made 0.1 s
+    # here once the workers are up, every cached thread is given a job so that it idles out:
+    # a worker forked by one of them would be told to stop within the sleep below.
+    import trio._core._thread_cache as thread_cache  # noqa: PLC0415
+
+    async with trio.open_nursery() as nursery:
+        pool = await _start(nursery, app.whoami, workers=2)
+        pids = pool.pids
+        monkeypatch.setattr(thread_cache, "IDLE_TIMEOUT", 0.1)
+        async with trio.open_nursery() as jobs:
+            for _ in range(4):
+                jobs.start_soon(trio.to_thread.run_sync, time.sleep, 0.1)
+        await trio.sleep(1.0)
+        assert pool.pids == pids and pool.restarts == 0
+        pool.stop()
+
+
 async def test_rx_queue_steering_on_loopback_sends_every_connection_to_worker_0() -> None:
     # Every packet on lo is recorded as rx queue 0, and the program maps queue i to the
     # i-th socket of the reuseport group: worker 0 must get all of them.

@@ -118,7 +118,7 @@ class WorkerPool:
         #: one line per worker failure (crash, failed restart, killed at shutdown)
         self.failures: list[str] = []
         self.restarts = 0
-        self._procs: list[trio.Process | None] = [None] * workers
+        self._procs: list[_Child | None] = [None] * workers
         self._stop = trio.Event()
         self._hurry: Callable[[], None] = lambda: None
 
@@ -136,6 +136,47 @@ class WorkerPool:
         if self._stop.is_set():
             self._hurry()
         self._stop.set()
+
+
+class _Child:
+    """A worker process, started from the supervisor's own thread.
+
+    Not ``trio.lowlevel.open_process``: that forks from one of trio's cached threads, and
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, which a cached
+    thread does after 10 idle seconds. Spawning is one ``vfork``+``exec``: short enough to
+    do inline. Exit is awaited on a pidfd (Linux >= 5.3), else polled.
+    """
+
+    def __init__(self, argv: list[str], pass_fds: tuple[int, ...]) -> None:
+        self._popen = subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL)
+        self.pid = self._popen.pid
+        try:
+            self._pidfd: int | None = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        while self._popen.poll() is None:
+            if self._pidfd is not None:
+                await trio.lowlevel.wait_readable(self._pidfd)
+            else:
+                await trio.sleep(0.05)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        await trio.lowlevel.checkpoint()
+        return self._popen.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self._popen.poll() is None:
+            self._popen.send_signal(sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def _describe(returncode: int) -> str:
@@ -327,7 +368,7 @@ class _Pool:
         self.signalled: set[int] = set()  # pids we sent SIGTERM
 
     # ---- one worker -------------------------------------------------------------------------
-    async def launch(self, i: int) -> trio.Process:
+    async def launch(self, i: int) -> _Child:
         import multiprocessing.spawn  # noqa: PLC0415
 
         fds = [group[i].fileno() for group in self.groups]
@@ -348,10 +389,8 @@ class _Pool:
         }
         flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
         try:
-            proc = await trio.lowlevel.open_process(
-                [sys.executable, *flags, "-c", _WORKER_CMD, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(), *fds),
-                stdin=subprocess.DEVNULL,
+            proc = _Child(
+                [sys.executable, *flags, "-c", _WORKER_CMD, str(theirs.fileno())], (theirs.fileno(), *fds)
             )
         except BaseException:
             ours.close()
@@ -371,7 +410,7 @@ class _Pool:
                 pass  # it died at once: its exit status tells why
         return proc
 
-    async def wait_ready(self, i: int, proc: trio.Process) -> None:
+    async def wait_ready(self, i: int, proc: _Child) -> None:
         """Until worker ``i`` says ready; WorkerStartError with its reason if it cannot."""
         ctl = self.ctls[i]
         assert ctl is not None
@@ -639,13 +678,15 @@ async def serve_tcp_workers(
                 if signals is not None:  # the first signal stops, the next ones hurry
                     nursery.start_soon(_forward_signals, pool, signals)
                 try:
-                    if not await sup.start():
-                        raise WorkerStartError("stopped before every worker was ready")
+                    started = await sup.start()
                 except WorkerStartError as exc:
                     not_started = exc  # raised below, not wrapped in this nursery's group
                 else:
-                    task_status.started(pool)
-                    await sup.supervise()
+                    if started:
+                        task_status.started(pool)
+                        await sup.supervise()
+                    else:
+                        not_started = WorkerStartError("stopped before every worker was ready")
                 await sup.shutdown()
                 nursery.cancel_scope.cancel()
     finally:

@@ -87,3 +87,11 @@ async def zc_digest(stream: Any) -> None:
     report = {"queue": worker_zc_queue(), "mode": mode, "reason": reason, "bytes": total}
     report["sha256"] = digest.hexdigest()
     await stream.send_all(json.dumps(report).encode() + b"\n")
+
+
+async def stuck(stream: Any) -> None:
+    """Block the worker's only thread (a handler that never yields) once a byte came."""
+    import time  # noqa: PLC0415
+
+    await stream.receive_some(1)
+    time.sleep(60)

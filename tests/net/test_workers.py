@@ -497,3 +497,18 @@ def test_supervisor_killed_leaves_no_orphans_and_frees_the_port() -> None:
         assert _port_is_free(port)
     finally:
         _reap(proc)
+
+
+def test_a_worker_stuck_in_its_handler_is_gone_soon_after_its_supervisor() -> None:
+    proc, port, pids = _serve_cli("tests.net._workers_app:stuck", "--workers", "1", "--grace", "0.5")
+    try:
+        with stdsocket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"x")  # the worker's thread is now asleep in the handler
+            time.sleep(0.3)
+            proc.kill()
+            proc.wait()
+            # trio never runs again in that worker; its supervisor-watch thread ends it
+            assert _gone_within(pids, 0.5 + 3 + 2), pids
+        assert _port_is_free(port)
+    finally:
+        _reap(proc)

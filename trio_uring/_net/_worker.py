@@ -16,6 +16,7 @@ terminal reaches the whole process group, and the supervisor decides what it mea
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno as _errno
 import json
@@ -28,6 +29,7 @@ import socket as _stdlib
 import struct
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable
@@ -124,19 +126,24 @@ async def _watch_signals(ending: _Ending, signals: Any) -> None:
         ending.request()
 
 
-async def _watch_supervisor(ending: _Ending, ctl: _stdlib.socket) -> None:
-    """The supervisor's end closing (it died without PR_SET_PDEATHSIG reaching us) ends us too."""
+def _watch_supervisor(ending: _Ending, ctl: _stdlib.socket, token: trio.lowlevel.TrioToken) -> None:
+    """A thread: the supervisor's end of the socketpair closing means it is gone.
+
+    ``PR_SET_PDEATHSIG`` usually says so first; this also covers a supervisor whose signal
+    never came (it was not our parent's forking thread, say). In a thread, so that the hard
+    exit ``grace`` + 3 s later happens even if a handler never yields to trio again.
+    """
     while True:
-        await trio.lowlevel.wait_readable(ctl)
         try:
-            data = ctl.recv(64, _stdlib.MSG_DONTWAIT)
-        except BlockingIOError:
-            continue
+            if ctl.recv(64):
+                continue
         except OSError:
-            data = b""
-        if not data:
-            ending.request()
-            return
+            pass
+        break
+    with contextlib.suppress(trio.RunFinishedError):
+        token.run_sync_soon(ending.request)
+    time.sleep(ending.grace + HARD_EXIT_AFTER_GRACE)
+    os._exit(70)
 
 
 async def _accept_loop(
@@ -166,12 +173,20 @@ async def _serve(
     from trio_uring import UringSocketListener, backend  # noqa: PLC0415 - after the run began
     from trio_uring.socket import from_stdlib_socket  # noqa: PLC0415
 
-    listeners = [UringSocketListener(from_stdlib_socket(_stdlib.socket(fileno=fd))) for fd in cfg["fds"]]
+    socks = [_stdlib.socket(fileno=fd) for fd in cfg["fds"]]
+    for sock in socks:  # a handler's child processes must not keep the port
+        sock.set_inheritable(False)
+    listeners = [UringSocketListener(from_stdlib_socket(sock)) for sock in socks]
     ending = _Ending(cfg["grace"])
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as watchers:
             watchers.start_soon(_watch_signals, ending, signals)
-            watchers.start_soon(_watch_supervisor, ending, ctl)
+            threading.Thread(
+                target=_watch_supervisor,
+                args=(ending, ctl, trio.lowlevel.current_trio_token()),
+                name="trio_uring-supervisor-watch",
+                daemon=True,
+            ).start()
             async with trio.open_nursery() as connections:
                 ending.connections = connections.cancel_scope
                 async with trio.open_nursery() as acceptors:
@@ -198,6 +213,7 @@ def _reason(exc: BaseException) -> str:
 def main() -> None:
     """The worker's entry point: ``python -c '...; main()' CONTROL_FD``."""
     ctl = _stdlib.socket(fileno=int(sys.argv[1]))
+    ctl.set_inheritable(False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import trio_uring  # noqa: PLC0415 - this module is imported by trio_uring itself
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import Any
 
@@ -84,6 +85,10 @@ def _load_handler(parser: argparse.ArgumentParser, spec: str) -> Any:
     return obj
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """Signals outside serve_tcp_workers' own handling: the server is starting or stopped."""
+
+
 def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import trio  # noqa: PLC0415 - the doctor does not need it
 
@@ -121,6 +126,10 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    # serve_tcp_workers handles SIGINT and SIGTERM while it runs; one that arrives as it
+    # returns (the group's second Ctrl-C, say) must not turn a clean stop into a traceback.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore)
     try:
         try:
             trio.run(main)

@@ -7,10 +7,11 @@ could not start. The listening sockets are inherited file descriptors that the s
 created (in queue order, see ``_steering.py``) and keeps open, so a restarted worker takes
 over the same accept queue and nothing queued there while it was down is lost.
 
-Ending: SIGTERM (from the supervisor, from a service manager, or from the kernel when the
-supervisor dies: ``PR_SET_PDEATHSIG``) or the supervisor's end of the socketpair closing
-stops accepting and closes the listeners; connections then get ``grace`` seconds before
-they are cancelled; a second SIGTERM cancels them at once. SIGINT is ignored: Ctrl-C in a
+Ending: the supervisor's ``stop`` on the socketpair, a SIGTERM (from a service manager, or
+from the kernel when the supervisor dies: ``PR_SET_PDEATHSIG``) or the supervisor's end of
+the socketpair closing stops accepting and closes the listeners; connections then get
+``grace`` seconds before they are cancelled; ``hurry`` or a second SIGTERM cancels them at
+once. SIGINT is ignored: Ctrl-C in a
 terminal reaches the whole process group, and the supervisor decides what it means.
 """
 
@@ -108,40 +109,59 @@ class _Ending:
         self.hurry = False
         self.connections: trio.CancelScope | None = None
 
-    def request(self) -> None:
+    def stop(self) -> None:
         if not self.stopping.is_set():
             self.stopping.set()
             # Whatever a handler does, a worker whose end began is gone within grace + 3 s.
             timer = threading.Timer(self.grace + HARD_EXIT_AFTER_GRACE, os._exit, (70,))
             timer.daemon = True
             timer.start()
-        else:
-            self.hurry = True
-            if self.connections is not None:
-                self.connections.cancel()
+
+    def hurry_up(self) -> None:
+        self.stop()
+        self.hurry = True
+        if self.connections is not None:
+            self.connections.cancel()
 
 
 async def _watch_signals(ending: _Ending, signals: Any) -> None:
+    # The first SIGTERM stops, the next ones hurry. Counted apart from the supervisor's
+    # ``stop``, which may come first for the same event (a service manager signalling the
+    # whole group: the supervisor passes it on as ``stop``).
+    count = 0
     async for _ in signals:
-        ending.request()
+        count += 1
+        if count == 1:
+            ending.stop()
+        else:
+            ending.hurry_up()
 
 
 def _watch_supervisor(ending: _Ending, ctl: _stdlib.socket, token: trio.lowlevel.TrioToken) -> None:
-    """A thread: the supervisor's end of the socketpair closing means it is gone.
+    """A thread: the supervisor's words (``stop``, ``hurry``), and the end of its socket.
 
-    ``PR_SET_PDEATHSIG`` usually says so first; this also covers a supervisor whose signal
-    never came (it was not our parent's forking thread, say). In a thread, so that the hard
-    exit ``grace`` + 3 s later happens even if a handler never yields to trio again.
+    The supervisor speaks here rather than by SIGTERM because a service manager may also
+    signal the whole process group: a worker counting SIGTERMs would take the supervisor's
+    forwarded one for a second, hurried, stop. The socket closing means the supervisor is
+    gone (``PR_SET_PDEATHSIG`` usually says so first). In a thread, so that the hard exit
+    ``grace`` + 3 s later happens even if a handler never yields to trio again.
     """
+    buf = b""
     while True:
         try:
-            if ctl.recv(64):
-                continue
+            data = ctl.recv(64)
         except OSError:
-            pass
-        break
+            data = b""
+        if not data:
+            break
+        buf += data
+        while b"\n" in buf:
+            word, buf = buf.split(b"\n", 1)
+            act = ending.hurry_up if word == b"hurry" else ending.stop
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(act)
     with contextlib.suppress(trio.RunFinishedError):
-        token.run_sync_soon(ending.request)
+        token.run_sync_soon(ending.stop)
     time.sleep(ending.grace + HARD_EXIT_AFTER_GRACE)
     os._exit(70)
 

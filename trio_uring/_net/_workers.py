@@ -363,7 +363,8 @@ class _Pool:
         self.grace = grace
         self.fallback = fallback
         self.quiet_fallback = quiet_fallback
-        self.ctls: list[trio.socket.SocketType | None] = [None] * pool.workers
+        self.ctls: list[_stdlib.socket | None] = [None] * pool.workers
+        self.ready = [False] * pool.workers
         self.stopping = False
         self.signalled: set[int] = set()  # pids we sent SIGTERM
 
@@ -397,15 +398,19 @@ class _Pool:
             raise
         finally:
             theirs.close()
-        ctl = trio.socket.from_stdlib_socket(ours)
-        self.ctls[i] = ctl
+        ours.setblocking(False)
+        self.ctls[i] = ours
+        self.ready[i] = False
         self.pool._procs[i] = proc
         data = pickle.dumps(cfg)
         with memoryview(struct.pack("!I", len(data)) + data) as view:
             sent = 0
             try:
                 while sent < len(view):
-                    sent += await ctl.send(view[sent:])
+                    try:
+                        sent += ours.send(view[sent:])
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(ours)
             except OSError:
                 pass  # it died at once: its exit status tells why
         return proc
@@ -418,7 +423,10 @@ class _Pool:
         with trio.move_on_after(STARTUP_TIMEOUT) as timeout:
             while b"\n" not in buf:
                 try:
-                    chunk = await ctl.recv(4096)
+                    chunk = ctl.recv(4096)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(ctl)
+                    continue
                 except OSError:
                     chunk = b""
                 if not chunk:
@@ -428,6 +436,7 @@ class _Pool:
             msg = json.loads(buf.split(b"\n", 1)[0])
             if msg.get("ready"):
                 self.pool.backends[i] = msg.get("backend")
+                self.ready[i] = True
                 return
             reason = msg.get("error", "no reason given")
         elif timeout.cancelled_caught:
@@ -443,8 +452,25 @@ class _Pool:
     def _forget(self, i: int) -> None:
         ctl = self.ctls[i]
         if ctl is not None:
+            trio.lowlevel.notify_closing(ctl)
             ctl.close()
             self.ctls[i] = None
+
+    def _tell(self, i: int, word: bytes) -> None:
+        """``stop`` or ``hurry`` to worker ``i``: on its control socket once it is serving
+        (a SIGTERM could also come from elsewhere, e.g. a service manager signalling the whole
+        group: the worker counts signals, not words), else by SIGTERM."""
+        proc, ctl = self.pool._procs[i], self.ctls[i]
+        if proc is None or proc.returncode is not None:
+            return
+        if self.ready[i] and ctl is not None:
+            try:
+                ctl.send(word + b"\n")
+            except OSError:
+                pass
+            else:
+                return
+        proc.send_signal(signal.SIGTERM)
 
     # ---- the pool ---------------------------------------------------------------------------
     async def start(self) -> bool:
@@ -519,21 +545,20 @@ class _Pool:
                 break
 
     def hurry(self) -> None:
-        """Second stop request: workers cancel their connections now (a second SIGTERM)."""
-        for proc in self.pool._procs:
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
+        """Second stop request: workers cancel their connections now."""
+        for i in range(self.pool.workers):
+            self._tell(i, b"hurry")
 
     async def shutdown(self) -> None:
-        """Stop every worker: SIGTERM, ``grace`` (+5 s) to finish, then SIGKILL. Never raises."""
+        """Stop every worker: ``stop``, ``grace`` (+5 s) to finish, then SIGKILL. Never raises."""
         self.stopping = True
         self.pool._hurry = self.hurry
         for group in self.groups:  # the workers' copies are the last: closing them ends the listeners
             for s in group:
                 s.close()
         live = [(i, p) for i, p in enumerate(self.pool._procs) if p is not None and p.returncode is None]
-        for _, proc in live:
-            proc.send_signal(signal.SIGTERM)
+        for i, _ in live:
+            self._tell(i, b"stop")
         with trio.move_on_after(self.grace + KILL_AFTER_GRACE):
             for _, proc in live:
                 await proc.wait()
@@ -551,6 +576,10 @@ class _Pool:
                 )
         for i in range(self.pool.workers):
             self._forget(i)
+
+
+def _spent(signum: int, frame: Any) -> None:
+    """A signal that arrived after the pool had already been told to stop at once."""
 
 
 async def _forward_signals(pool: WorkerPool, signals: Any) -> None:
@@ -668,11 +697,16 @@ async def serve_tcp_workers(
     watch_signals = handle_signals and threading.current_thread() is threading.main_thread()
     try:
         with contextlib.ExitStack() as stack:
-            signals = (
-                stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
-                if watch_signals
-                else None
-            )
+            signals = None
+            if watch_signals:
+                # Signals that arrive while the workers stop are spent (the stop and the hurry
+                # are all they can ask for); trio would re-raise them when its receiver closes,
+                # killing the supervisor after a clean stop. So they land in a no-op handler,
+                # and the caller's handlers come back only after that.
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    stack.callback(signal.signal, signum, signal.getsignal(signum))
+                    signal.signal(signum, _spent)
+                signals = stack.enter_context(trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM))
             not_started: WorkerStartError | None = None
             async with trio.open_nursery() as nursery:
                 if signals is not None:  # the first signal stops, the next ones hurry

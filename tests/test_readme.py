@@ -139,3 +139,21 @@ def test_serve_cli_snippet(tmp_path: Path) -> None:
         for pipe in (proc.stdout, proc.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+def test_bench_workers_snippet_names_what_the_suite_has() -> None:
+    import importlib.util  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("bench", README.parent / "benchmarks" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = shlex.split(snippet("bench-workers").replace("\\\n", " "))
+    args = dict(zip(argv[2::2], argv[3::2]))
+    assert argv[:2] == ["python", "benchmarks/bench.py"]
+    assert all(bench.is_pool(s) or s in bench.SERVERS for s in args["--servers"].split(","))
+    assert all(
+        s in bench.SCENARIOS and bench.SCENARIOS[s][3] == "echo" for s in args["--scenarios"].split(",")
+    )
+    assert bench.expand_cpus(args["--worker-cpus"]) == ["0", "1", "2", "3"] and args["--client-cpu"] == "4"

@@ -365,8 +365,6 @@ class _Pool:
         self.quiet_fallback = quiet_fallback
         self.ctls: list[_stdlib.socket | None] = [None] * pool.workers
         self.ready = [False] * pool.workers
-        self.stopping = False
-        self.signalled: set[int] = set()  # pids we sent SIGTERM
 
     # ---- one worker -------------------------------------------------------------------------
     async def launch(self, i: int) -> _Child:
@@ -484,18 +482,19 @@ class _Pool:
             await self.pool._stop.wait()
             scope.cancel()
 
-        async def one(i: int) -> None:
+        async def one(i: int, starting: trio.CancelScope) -> None:
             try:
                 proc = await self.launch(i)
                 await self.wait_ready(i, proc)
             except (WorkerStartError, OSError) as exc:
                 errors.append(exc)
+                starting.cancel()  # no need to wait for the others: they are stopped next
 
         async with trio.open_nursery() as waiting:
             waiting.start_soon(stopped, waiting.cancel_scope)
             async with trio.open_nursery() as nursery:
                 for i in range(self.pool.workers):
-                    nursery.start_soon(one, i)
+                    nursery.start_soon(one, i, nursery.cancel_scope)
             waiting.cancel_scope.cancel()
         if errors:
             raise errors[0]
@@ -528,7 +527,13 @@ class _Pool:
                 _log.warning("trio_uring workers: %s; restarting it in %.1f s", what, delay)
                 await trio.sleep(delay)
                 self.pool.restarts += 1
-                proc = await self.launch(i)
+                try:
+                    proc = await self.launch(i)
+                except OSError as exc:  # out of processes, memory or fds: try again later
+                    what = f"worker {i} could not be started again: {exc}"
+                    self.pool.failures.append(what)
+                    failures_in_a_row += 1
+                    continue
                 try:
                     await self.wait_ready(i, proc)
                 except WorkerStartError as exc:
@@ -551,7 +556,6 @@ class _Pool:
 
     async def shutdown(self) -> None:
         """Stop every worker: ``stop``, ``grace`` (+5 s) to finish, then SIGKILL. Never raises."""
-        self.stopping = True
         self.pool._hurry = self.hurry
         for group in self.groups:  # the workers' copies are the last: closing them ends the listeners
             for s in group:

@@ -540,3 +540,25 @@ def test_a_worker_stuck_in_its_handler_is_gone_soon_after_its_supervisor() -> No
         assert _port_is_free(port)
     finally:
         _reap(proc)
+
+
+def test_doctor_checks_queues_steering_and_ntuple_and_prints_the_fixes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_uring.__main__ import main  # noqa: PLC0415
+    from trio_uring._net._steering import check_workers  # noqa: PLC0415
+
+    assert main(["doctor", "--interface", "lo", "--workers", "2"]) == 1  # lo has one rx queue
+    out = capsys.readouterr().out
+    assert "1 rx queue(s); 2 workers on queues 0..1 need 2" in out and "ethtool -L lo combined 2" in out
+    assert "the kernel accepts the RX-queue reuseport program" in out
+    # a NIC with 8 queues (its sysfs, as the kernel lays it out), workers on queues 4..7
+    for q in range(8):
+        (tmp_path / "eth9" / "queues" / f"rx-{q}").mkdir(parents=True)
+    ok = check_workers("eth9", 4, 4, sysfs=tmp_path, ethtool_k="ntuple-filters: on\n")
+    assert ok.ok and ok.queues == (4, 5, 6, 7), ok
+    assert "ethtool -X eth9 context new start 4 equal 4   # prints context N" in ok.fixes
+    off = check_workers("eth9", 6, 4, sysfs=tmp_path, ethtool_k="ntuple-filters: off\n")
+    assert (
+        not off.ok and "ethtool -L eth9 combined 10" in off.fixes and "ethtool -K eth9 ntuple on" in off.fixes
+    )

@@ -53,6 +53,8 @@ KILL_AFTER_GRACE = 5.0
 #: Restart delays: doubling from the first to the last while a worker keeps failing; a worker
 #: that ran this long (s) counts as healthy again.
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 0.1, 10.0, 30.0
+#: Failure lines a pool keeps (a worker crash-looping for days must not grow memory).
+MAX_FAILURES_KEPT = 100
 _WORKER_CMD = "from trio_uring._net._worker import main; main()"
 
 
@@ -92,9 +94,13 @@ class WorkerStartError(RuntimeError):
 class WorkersFailed(RuntimeError):
     """The pool stopped, but workers failed while it ran (``failures`` says which, how)."""
 
-    def __init__(self, failures: Sequence[str]) -> None:
+    def __init__(self, failures: Sequence[str], count: int | None = None) -> None:
         self.failures = list(failures)
-        super().__init__(f"{len(self.failures)} worker failure(s): " + "; ".join(self.failures))
+        #: every failure, also those no longer listed (a long crash loop keeps the last ones)
+        self.count = len(self.failures) if count is None else count
+        shown = "; ".join(self.failures[-10:])
+        more = f" (the last 10 of {self.count})" if self.count > 10 else ""
+        super().__init__(f"{self.count} worker failure(s){more}: {shown}")
 
 
 class WorkerPool:
@@ -115,12 +121,19 @@ class WorkerPool:
         self.cpus = cpus
         #: the IO backend each worker reported (``"io_uring"``, or ``"epoll"`` after a fallback)
         self.backends: list[str | None] = [None] * workers
-        #: one line per worker failure (crash, failed restart, killed at shutdown)
+        #: one line per worker failure (crash, failed restart, killed at shutdown); the last
+        #: ``MAX_FAILURES_KEPT`` of ``failure_count``
         self.failures: list[str] = []
+        self.failure_count = 0
         self.restarts = 0
         self._procs: list[_Child | None] = [None] * workers
         self._stop = trio.Event()
         self._hurry: Callable[[], None] = lambda: None
+
+    def _failed(self, what: str) -> None:
+        self.failure_count += 1
+        self.failures.append(what)
+        del self.failures[:-MAX_FAILURES_KEPT]
 
     @property
     def pids(self) -> list[int | None]:
@@ -520,7 +533,7 @@ class _Pool:
             assert returncode is not None
             what = f"worker {i} (pid {proc.pid}) {_describe(returncode)}"
             if returncode != 0:  # 0: it was told to stop (a SIGTERM of its own); not a crash
-                self.pool.failures.append(what)
+                self.pool._failed(what)
             failures_in_a_row = 1 if trio.current_time() - started > HEALTHY_AFTER else failures_in_a_row + 1
             while True:
                 delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures_in_a_row - 1))
@@ -531,14 +544,14 @@ class _Pool:
                     proc = await self.launch(i)
                 except OSError as exc:  # out of processes, memory or fds: try again later
                     what = f"worker {i} could not be started again: {exc}"
-                    self.pool.failures.append(what)
+                    self.pool._failed(what)
                     failures_in_a_row += 1
                     continue
                 try:
                     await self.wait_ready(i, proc)
                 except WorkerStartError as exc:
                     what = str(exc)
-                    self.pool.failures.append(what)
+                    self.pool._failed(what)
                     failures_in_a_row += 1
                     with trio.move_on_after(KILL_AFTER_GRACE):
                         await proc.wait()
@@ -570,14 +583,12 @@ class _Pool:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-                self.pool.failures.append(
+                self.pool._failed(
                     f"worker {i} (pid {proc.pid}) did not stop within "
                     f"{self.grace + KILL_AFTER_GRACE:g} s: killed"
                 )
             elif proc.returncode not in (0, -signal.SIGTERM):
-                self.pool.failures.append(
-                    f"worker {i} (pid {proc.pid}) {_describe(proc.returncode)} while stopping"
-                )
+                self.pool._failed(f"worker {i} (pid {proc.pid}) {_describe(proc.returncode)} while stopping")
         for i in range(self.pool.workers):
             self._forget(i)
 
@@ -733,4 +744,4 @@ async def serve_tcp_workers(
     if not_started is not None:
         raise not_started
     if pool.failures:
-        raise WorkersFailed(pool.failures)
+        raise WorkersFailed(pool.failures, pool.failure_count)

@@ -536,8 +536,8 @@ def test_a_worker_stuck_in_its_handler_is_gone_soon_after_its_supervisor() -> No
             proc.kill()
             proc.wait()
             # trio never runs again in that worker; its supervisor-watch thread ends it
-            assert _gone_within(pids, 0.5 + 3 + 2), pids
-        assert _port_is_free(port)
+            assert _gone_within(pids, 0.5 + 3 + 5), [p for p in pids if _alive(p)]
+        assert _port_is_free(port), port
     finally:
         _reap(proc)
 

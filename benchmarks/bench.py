@@ -1,8 +1,12 @@
 """The benchmark suite: every backend side by side in one run, on loopback.
 
     python benchmarks/bench.py [--quick] [--repeat N] [--servers a,b] [--scenarios x,y] [--update-readme]
+                               [--worker-cpus 0,1] [--client-cpu 1]
 
-Servers run pinned to CPU 0, the C load generator (epoll) to CPU 1. Per scenario and server:
+Servers run pinned to CPU 0, the C load generator (epoll) to CPU 1. ``trio_uring_wN`` (N
+worker processes of ``serve_tcp_workers``, echo scenarios only) pins its workers to the first
+N CPUs of ``--worker-cpus``; its CPU time, RSS and syscalls are the whole process tree's.
+Per scenario and server:
 throughput, p50/p99 round-trip latency, server CPU time per request (from /proc), the load
 generator's CPU use (100% means the client, not the server, set the pace), server syscalls
 per request (``perf stat`` counting ``raw_syscalls:sys_enter``, or ``strace -c -f`` where perf
@@ -18,6 +22,7 @@ the results block of README.md. Everything is measured here and now; nothing is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -38,6 +43,17 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 BUILD = HERE / "build"
 SERVER_CPU, CLIENT_CPU = "0", "1"
+WORKER_CPUS = "0,1"
+
+
+def expand_cpus(spec: str) -> list[str]:
+    """``0-3,6`` -> ``["0", "1", "2", "3", "6"]`` (taskset's list syntax)."""
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out += [str(c) for c in range(int(lo), int(hi or lo) + 1)]
+    return out
+
 
 SERVERS = [
     "trio_uring",
@@ -48,6 +64,9 @@ SERVERS = [
     "uvloop",
     "uvloop_protocol",
     "c_liburing",
+    # worker pools: 1 and 2 processes (echo scenarios only); any trio_uring_wN runs with --servers
+    "trio_uring_w1",
+    "trio_uring_w2",
 ]
 # name: (loadgen mode, connections, size, server mode, what a "request" is)
 SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
@@ -61,6 +80,19 @@ SCENARIOS: dict[str, tuple[str, int, int, str, str]] = {
     "churn": ("churn", 1, 64, "echo", "connection"),
     "idle 1000": ("idle", 1000, 0, "echo", "connection"),
 }
+
+
+def is_pool(server: str) -> bool:
+    return re.fullmatch(r"trio_uring_w\d+", server) is not None
+
+
+def pool_cpus(server: str) -> str:
+    """The CPUs a worker pool runs on: the first N of ``--worker-cpus``."""
+    n = int(server.rsplit("_w", 1)[1])
+    cpus = WORKER_CPUS.split(",")
+    if len(cpus) < n:
+        raise RuntimeError(f"{server} needs {n} CPUs in --worker-cpus, got {WORKER_CPUS}")
+    return ",".join(cpus[:n])
 
 
 def kernel() -> str:
@@ -87,18 +119,36 @@ def server_cmd(server: str, mode: str, exes: dict[str, Path]) -> list[str]:
     return [sys.executable, str(HERE / "servers.py"), server, mode]
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a worker pool's supervisor and its workers)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError):  # a thread or child that just ended
+            out += [d for child in (task / "children").read_text().split() for d in tree(int(child))]
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_kib(pid: int) -> int:
-    m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) if m else 0
+    total = 0
+    for p in tree(pid):
+        m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{p}/status").read_text())
+        total += int(m.group(1)) if m else 0
+    return total
 
 
-def start_server(cmd: list[str]) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *cmd], stdout=subprocess.PIPE, text=True)
+def start_server(cmd: list[str], cpus: str = "") -> tuple[subprocess.Popen[str], int]:
+    env = {**os.environ, "BENCH_WORKER_CPUS": WORKER_CPUS}
+    proc = subprocess.Popen(
+        ["taskset", "-c", cpus or SERVER_CPU, *cmd], stdout=subprocess.PIPE, text=True, env=env
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.strip().isdigit():
@@ -146,10 +196,21 @@ def count_syscalls(
     finds data waiting more often, which changes what an adaptive receive path does.
     """
     with tempfile.NamedTemporaryFile(suffix=".count") as f:
+        pids = tree(pid)
         cmd = (
-            ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", f.name]
+            [
+                "perf",
+                "stat",
+                "-x,",
+                "-e",
+                "raw_syscalls:sys_enter",
+                "-p",
+                ",".join(map(str, pids)),
+                "-o",
+                f.name,
+            ]
             if perf
-            else ["strace", "-c", "-f", "-p", str(pid), "-o", f.name]
+            else ["strace", "-c", "-f", *[a for p in pids for a in ("-p", str(p))], "-o", f.name]
         )
         tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -175,7 +236,7 @@ def measure(
     server: str, scenario: str, exes: dict[str, Path], seconds: float, counter: str | None
 ) -> dict[str, Any]:
     mode, conns, size, smode, _unit = SCENARIOS[scenario]
-    proc, port = start_server(server_cmd(server, smode, exes))
+    proc, port = start_server(server_cmd(server, smode, exes), pool_cpus(server) if is_pool(server) else "")
     try:
         if mode == "idle":
             base = peak_rss_kib(proc.pid)
@@ -209,6 +270,12 @@ def measure(
             row["syscalls_per_req"] = calls / reqs
         return row
     finally:
+        if is_pool(server):  # the supervisor stops its workers (a SIGKILL would leave it to them)
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.kill()
         proc.wait()
 
@@ -292,7 +359,10 @@ def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     except ImportError:
         return False
     scen = [s for s in results if not s.startswith("idle")]
-    servers = sorted({sv for s in scen for sv in results[s]}, key=SERVERS.index)
+    servers = sorted(
+        {sv for s in scen for sv in results[s]},
+        key=lambda sv: SERVERS.index(sv) if sv in SERVERS else len(SERVERS),
+    )
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / max(1, len(servers))
     for i, sv in enumerate(servers):
@@ -326,12 +396,16 @@ def main() -> None:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--no-syscalls", action="store_true", help="skip the syscall counts")
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--worker-cpus", default="0,1", help="CPUs for trio_uring_wN's workers (first N)")
+    ap.add_argument("--client-cpu", default="1", help="the load generator's CPU")
     args = ap.parse_args()
+    global WORKER_CPUS, CLIENT_CPU
+    WORKER_CPUS, CLIENT_CPU = ",".join(expand_cpus(args.worker_cpus)), args.client_cpu
     seconds = 1.0 if args.quick else args.seconds
     exes = build_native()
     servers = [s for s in args.servers.split(",") if s]
     for sv in servers:
-        if sv not in SERVERS:
+        if sv not in SERVERS and not is_pool(sv):
             raise SystemExit(f"unknown server {sv!r}")
     counter = None
     if not args.no_syscalls:
@@ -341,13 +415,19 @@ def main() -> None:
     for sc in scenarios:
         if sc not in SCENARIOS:
             raise SystemExit(f"unknown scenario {sc!r}; one of {', '.join(SCENARIOS)}")
-    total = sum(len(servers) * (1 if sc.startswith("idle") else args.repeat) for sc in scenarios)
+    total = sum(
+        sum(1 for sv in servers if not is_pool(sv) or SCENARIOS[sc][3] == "echo")
+        * (1 if sc.startswith("idle") else args.repeat)
+        for sc in scenarios
+    )
     done = 0
     started = time.monotonic()
     for scenario in scenarios:
         rounds: dict[str, list[dict[str, Any]]] = {}
         for rnd in range(1 if scenario.startswith("idle") else args.repeat):
             for server in servers:
+                if is_pool(server) and SCENARIOS[scenario][3] != "echo":
+                    continue  # worker pools serve the echo scenarios only
                 left = total - done
                 eta = (time.monotonic() - started) / done * left if done else 0
                 print(
@@ -368,7 +448,8 @@ def main() -> None:
     head = (
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
-        f"{SERVER_CPU}, load generator on CPU {CLIENT_CPU}; median of {args.repeat} "
+        f"{SERVER_CPU} (worker pools on {WORKER_CPUS}), load generator on CPU {CLIENT_CPU}; "
+        f"median of {args.repeat} "
         f"interleaved rounds of {seconds:g} s; syscalls counted by {counter or 'nothing'}"
     )
     floor = subprocess.run(

@@ -4,20 +4,68 @@ MODE ``echo`` sends every received chunk back; ``sink`` reads and discards; ``si
 reads through the ZeroCopyReceiver where the backend has one (``receive_batch``), ``sink-zc-for``
 the same with ``async for lease in rx``. Each prints its port on the
 first line of stdout once it listens on 127.0.0.1, then serves until killed.
+
+``trio_uring_wN`` serves ``echo`` from N worker processes (``serve_tcp_workers``), worker *i*
+pinned to the *i*-th CPU of ``$BENCH_WORKER_CPUS`` (default ``0,1``); it prints the port once
+every worker is ready.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import re
 import socket
 import sys
+from typing import Any
 
 BACKENDS = ("trio", "trio_uring", "trio_uring_ring", "trio_factory", "asyncio", "uvloop", "uvloop_protocol")
 
 
 def announce(port: int) -> None:
     print(port, flush=True)
+
+
+async def echo_handler(stream: Any) -> None:
+    """The worker pools' echo: module level, so each worker process can import it by name."""
+    import trio
+
+    try:
+        while data := await stream.receive_some(65536):
+            await stream.send_all(data)
+    except trio.BrokenResourceError:
+        pass
+
+
+def run_workers(backend: str, mode: str) -> None:
+    import trio
+
+    import trio_uring
+
+    if mode != "echo":
+        raise SystemExit(f"{backend} serves the echo scenarios only")
+    workers = int(backend.rsplit("_w", 1)[1])
+    cpus = [int(c) for c in os.environ.get("BENCH_WORKER_CPUS", "0,1").split(",")]
+    if len(cpus) < workers:
+        raise SystemExit(f"{backend} needs {workers} CPUs in BENCH_WORKER_CPUS, got {cpus}")
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            pool = await n.start(
+                functools.partial(
+                    trio_uring.serve_tcp_workers,
+                    echo_handler,
+                    0,
+                    host="127.0.0.1",
+                    workers=workers,
+                    cpu_affinity=cpus[:workers],
+                    grace=0,
+                )
+            )
+            announce(pool.port)
+
+    trio.run(main)
 
 
 def run_trio(backend: str, mode: str) -> None:
@@ -111,9 +159,11 @@ def run_asyncio(backend: str, mode: str) -> None:
 
 if __name__ == "__main__":
     backend, mode = sys.argv[1], sys.argv[2]
-    if backend not in BACKENDS:
-        raise SystemExit(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
-    if backend.startswith("trio"):
+    if re.fullmatch(r"trio_uring_w\d+", backend):
+        run_workers(backend, mode)
+    elif backend not in BACKENDS:
+        raise SystemExit(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}, trio_uring_wN")
+    elif backend.startswith("trio"):
         # the ZeroCopyReceiver is trio_uring's; the others run their ordinary sink
         run_trio(backend, mode if backend.startswith("trio_uring") else "sink" if "zc" in mode else mode)
     else:

@@ -11,6 +11,8 @@ import errno
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -102,3 +104,56 @@ def test_fallback_snippets_under_a_seccomp_filter(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, (line, proc.stdout, proc.stderr)
         assert proc.stdout.count("io_uring is unavailable") == 1, (line, proc.stdout)
+
+
+def test_serve_workers_snippet(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(snippet("serve-workers"))
+    proc = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"b'hi' {len(os.sched_getaffinity(0))} hash\n", proc.stdout
+
+
+def test_serve_cli_snippet(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(snippet("serve-workers"))
+    [command] = _commands("serve-cli")
+    assert command == "python -m trio_uring serve app:echo --port 8000 --workers 4"
+    argv = command.replace("--port 8000", "--port 0 --host 127.0.0.1").split()  # a free port here
+    proc = subprocess.Popen(
+        [sys.executable, *argv[1:]], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert " with 4 workers " in line, line
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"ping")
+            assert s.recv(10) == b"ping"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_bench_workers_snippet_names_what_the_suite_has() -> None:
+    import importlib.util  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("bench", README.parent / "benchmarks" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = shlex.split(snippet("bench-workers").replace("\\\n", " "))
+    args = dict(zip(argv[2::2], argv[3::2]))
+    assert argv[:2] == ["python", "benchmarks/bench.py"]
+    assert all(bench.is_pool(s) or s in bench.SERVERS for s in args["--servers"].split(","))
+    assert all(
+        s in bench.SCENARIOS and bench.SCENARIOS[s][3] == "echo" for s in args["--scenarios"].split(",")
+    )
+    assert bench.expand_cpus(args["--worker-cpus"]) == ["0", "1", "2", "3"] and args["--client-cpu"] == "4"

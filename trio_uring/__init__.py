@@ -16,6 +16,7 @@ from ._net._stream import (
     open_tcp_stream,
     serve_tcp,
 )
+from ._net._workers import WorkerPool, WorkersFailed, WorkerStartError, ZcConfig, serve_tcp_workers
 from ._stats import Statistics, statistics
 from .zerocopy._receiver import Lease, ReceiverStatistics, ZeroCopyReceiver, open_zc_receiver
 from .zerocopy._zcrx import ZeroCopyUnavailable
@@ -31,6 +32,10 @@ __all__ = [
     "UringSocketListener",
     "UringSocketStream",
     "UringUnavailable",
+    "WorkerPool",
+    "WorkerStartError",
+    "WorkersFailed",
+    "ZcConfig",
     "backend",
     "install_socket_factory",
     "lowlevel",
@@ -40,6 +45,7 @@ __all__ = [
     "Statistics",
     "run",
     "serve_tcp",
+    "serve_tcp_workers",
     "socket",
     "statistics",
 ]

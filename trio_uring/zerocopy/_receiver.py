@@ -32,6 +32,7 @@ from .._core._plain import current_driver
 from .._core._ring import CQE_F_MORE
 from .._core._waiter import Conflict, Waiter
 from .._net._socket import ReceiveSide, claim_receive_side
+from .._net._worker import worker_zc_queue
 from ._lease import HandedLease, Lease, exports_gone, keep_orphans, sweep_orphans
 from ._sources import SOURCES, ReceiveSource
 from ._zcrx import ZeroCopyUnavailable
@@ -369,6 +370,8 @@ async def open_zc_receiver(
     ``mode="auto"`` tries ``zcrx`` (needs ``interface``), then ``zcrx-nodev`` (Linux >= 7.1),
     then ``copy``, and records in ``statistics().fallback_reason`` why earlier ones were
     skipped; an explicit mode raises :class:`ZeroCopyUnavailable` instead of falling back.
+    In a worker of ``serve_tcp_workers(zc=ZcConfig(...))``, leaving out both ``interface``
+    and ``queue`` means that worker's interface and queue.
 
     The receiver owns the socket's receive side while the block runs: another receiver or
     a stream read meanwhile raises ``trio.BusyResourceError``. Data the stream had already
@@ -376,6 +379,8 @@ async def open_zc_receiver(
     back to the stream when the block ends, so nothing is lost either way. Closing the
     socket (from any task) ends the receiver with ``trio.ClosedResourceError``.
     """
+    if interface is None and queue is None and mode != "zcrx-nodev":
+        interface, queue = worker_zc_queue()  # under serve_tcp_workers(zc=...): this worker's queue
     _check_args(mode, interface, queue, area_size)
     sock = _uring_socket(stream_or_socket)
     driver = current_driver()

@@ -381,3 +381,32 @@ def test_accepted_streams_inherit_the_listeners_tcp_options(run: Runner) -> None
         await listener.aclose()
 
     run(main)
+
+
+def test_overlapping_open_tcp_stream_calls_all_get_io_uring_sockets() -> None:
+    """open_tcp_stream needs trio's per-run socket factory while it connects; calls that
+    overlap share it, so one call's end never hands another a stock trio socket."""
+
+    async def main() -> None:
+        listeners = await trio_uring.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        streams: list[Any] = []
+
+        async def connect(delay: float) -> None:
+            await trio.sleep(delay)
+            streams.append(await trio_uring.open_tcp_stream("127.0.0.1", port))
+
+        rng = random.Random(7)
+        async with trio.open_nursery() as n:
+            for _ in range(60):
+                n.start_soon(connect, rng.random() * 0.02)
+        assert len(streams) == 60 and all(isinstance(s.socket, UringSocket) for s in streams)
+        # nothing of it outlives the calls: trio's own sockets again
+        plain = trio.socket.socket()
+        assert not isinstance(plain, UringSocket)
+        plain.close()
+        for s in streams:
+            await s.aclose()
+        await listeners[0].aclose()
+
+    trio.run(main)

@@ -52,6 +52,7 @@ __all__ = [
     "from_stdlib_socket",
     "install_socket_factory",
     "route_all_sockets",
+    "uring_sockets_for_call",
     "socket",
     "socketpair",
 ]
@@ -901,9 +902,54 @@ class install_socket_factory:
         return self.factory
 
     def __exit__(self, *exc: object) -> None:
-        trio.socket.set_custom_socket_factory(self._previous)
+        current = trio.socket.set_custom_socket_factory(self._previous)
+        if current is not self.factory:  # someone installed theirs since: it stays
+            trio.socket.set_custom_socket_factory(current)
         with contextlib.suppress(ValueError, RuntimeError):  # reset in another run / context
             _ROUTED.reset(self._token)
         if self._hooked:
             self._hooked = False
             _hook(-1)
+
+
+class _CallScope:
+    """How many calls in this run need io_uring sockets right now, and the factory installed
+    for them (None when one was there already)."""
+
+    __slots__ = ("count", "installed")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.installed: install_socket_factory | None = None
+
+
+_CALL_SCOPE: RunVar[_CallScope] = RunVar("trio_uring_call_scope")
+
+
+@contextlib.contextmanager
+def uring_sockets_for_call() -> Iterator[None]:
+    """io_uring sockets for what trio creates inside the block (``open_tcp_stream`` and
+    ``open_tcp_listeners`` use it), without a factory of the run's own.
+
+    The factory is per run and the block awaits, so calls that overlap share one
+    installation, removed when the last of them ends: one call's exit never takes the
+    factory away from another's connect attempts still under way.
+    """
+    try:
+        scope = _CALL_SCOPE.get()
+    except LookupError:
+        scope = _CallScope()
+        _CALL_SCOPE.set(scope)
+    if scope.count == 0:
+        current = trio.socket.set_custom_socket_factory(None)
+        trio.socket.set_custom_socket_factory(current)
+        routed = isinstance(current, UringSocketFactory) and _routed()
+        scope.installed = None if routed else install_socket_factory()
+    scope.count += 1
+    try:
+        yield
+    finally:
+        scope.count -= 1
+        if scope.count == 0 and scope.installed is not None:
+            installed, scope.installed = scope.installed, None
+            installed.__exit__(None, None, None)

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from .._core._waiter import Conflict
-from ._socket import UringSocket, install_socket_factory
+from ._socket import UringSocket, uring_sockets_for_call
 
 __all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
 
@@ -169,10 +169,12 @@ _IGNORED_ACCEPT_ERRNOS = {_errno.ECONNABORTED, _errno.EPROTO, _errno.EPERM}
 
 async def open_tcp_stream(host: str | bytes, port: int, **kwargs: Any) -> UringSocketStream:
     """Like ``trio.open_tcp_stream`` (same arguments, happy eyeballs included), on io_uring."""
-    with install_socket_factory():
+    with uring_sockets_for_call():
         stream = await trio.open_tcp_stream(host, port, **kwargs)
     sock = stream.socket
-    assert isinstance(sock, UringSocket)
+    if not isinstance(sock, UringSocket):  # a bug if it happens: say so, never hand out a stock socket
+        stream.socket.close()
+        raise TypeError(f"open_tcp_stream made a {type(sock).__name__}, not an io_uring socket")
     return UringSocketStream(sock)
 
 
@@ -180,13 +182,13 @@ async def open_tcp_listeners(
     port: int, *, host: str | bytes | None = None, backlog: int | None = None
 ) -> list[UringSocketListener]:
     """Like ``trio.open_tcp_listeners``, returning io_uring listeners."""
-    with install_socket_factory():
+    with uring_sockets_for_call():
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    out = []
-    for listener in listeners:
-        assert isinstance(listener.socket, UringSocket)
-        out.append(UringSocketListener(listener.socket))
-    return out
+    if not all(isinstance(listener.socket, UringSocket) for listener in listeners):
+        for listener in listeners:
+            listener.socket.close()
+        raise RuntimeError("open_tcp_listeners made a listener that is not an io_uring socket")
+    return [UringSocketListener(listener.socket) for listener in listeners]  # type: ignore[arg-type]
 
 
 async def serve_tcp(

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane clean test-asan soak \
+.PHONY: setup demo bench docs test lint typecheck pytest trio-suite trio-oldest kernel-lane clean test-asan soak \
 	dist-check
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
@@ -41,6 +41,11 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+# The Sphinx site (docs/) into build/docs/html: warnings are errors, every cross-reference inside the
+# project must resolve (-n). The tutorial's code blocks and the examples are run by tests/docs/.
+docs: setup
+	$(BIN)/python -m sphinx -b html -W --keep-going -n -q -E docs build/docs/html
 
 pytest: setup
 	$(BIN)/python -m pytest
@@ -81,7 +86,7 @@ kernel-lane: setup
 dist-check: setup
 	PY=$(PY) PYBIN=$(BIN)/python scripts/dist-check
 
-test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane dist-check
+test: lint typecheck docs pytest test-asan trio-suite trio-oldest kernel-lane dist-check
 
 # The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
 # is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.

@@ -1,0 +1,52 @@
+"""Sphinx configuration: ``make docs`` builds docs/ into build/docs/html with warnings as errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import trio_uring  # noqa: E402
+
+project = "trio-uring"
+author = "the trio-uring authors"
+copyright = "the trio-uring authors, MIT license"  # noqa: A001
+release = version = trio_uring.__version__
+
+extensions = [
+    "myst_parser",  # the Markdown pages, CHANGELOG.md included as it is
+    "sphinx.ext.autodoc",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["colon_fence"]
+myst_heading_anchors = 3
+
+html_theme = "alabaster"
+html_theme_options = {
+    "description": "trio-native io_uring networking, with zero-copy receive",
+    "fixed_sidebar": True,
+    "page_width": "1100px",
+    "sidebar_width": "230px",
+}
+html_static_path: list[str] = []
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_preserve_defaults = True
+autodoc_default_options = {"members": True, "show-inheritance": True}
+
+# Nitpicky: every cross-reference inside the project must resolve. There is no intersphinx
+# (the docs build works offline), so references into trio, the stdlib and other libraries
+# are accepted unresolved, and so are private classes named in signatures.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(trio|socket|os|typing|collections|contextlib|enum|attrs|pytest|_pytest|types|cffi)(\..*)?"),
+    (r"py:.*", r"trio_uring\.(.*\.)?_.*"),
+    (r"py:.*", r"_?[A-Za-z]*(\[.*\])?"),  # builtins and bare names (int, bytes, Self, ...)
+    # trio's docstrings, inherited by the stream and socket classes, name trio's own classes bare
+    (r"py:.*", r"(HalfCloseableStream|AsyncResource|ReceiveStream|SendStream|Stream|Listener|ReceiveChannel)\..*"),
+]

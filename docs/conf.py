@@ -48,5 +48,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"trio_uring\.(.*\.)?_.*"),
     (r"py:.*", r"_?[A-Za-z]*(\[.*\])?"),  # builtins and bare names (int, bytes, Self, ...)
     # trio's docstrings, inherited by the stream and socket classes, name trio's own classes bare
-    (r"py:.*", r"(HalfCloseableStream|AsyncResource|ReceiveStream|SendStream|Stream|Listener|ReceiveChannel)\..*"),
+    (
+        r"py:.*",
+        r"(HalfCloseableStream|AsyncResource|ReceiveStream|SendStream|Stream|Listener|ReceiveChannel)\..*",
+    ),
 ]

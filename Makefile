@@ -32,7 +32,7 @@ bench: setup
 	$(BIN)/python -m pip install -q uvloop matplotlib
 	$(BIN)/python benchmarks/bench.py --update-readme
 
-PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py
+PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py docs/conf.py
 # The same checks run as pre-commit hooks (.pre-commit-config.yaml), with these tools.
 lint: setup
 	$(BIN)/ruff check $(PY_SOURCES)

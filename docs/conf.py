@@ -12,7 +12,7 @@ import trio_uring  # noqa: E402
 
 project = "trio-uring"
 author = "the trio-uring authors"
-copyright = "the trio-uring authors, MIT license"  # noqa: A001
+copyright = "the trio-uring authors, MIT license"
 release = version = trio_uring.__version__
 
 extensions = [

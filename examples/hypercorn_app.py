@@ -25,7 +25,7 @@ import trio_uring
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A plain ASGI app: answers every request with its path and the run's backend."""
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
+        while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import trio_uring  # noqa: E402
+from sphinx.ext.napoleon import Config as NapoleonConfig  # noqa: E402
+from sphinx.ext.napoleon.docstring import GoogleDocstring  # noqa: E402
 
 project = "trio-uring"
 author = "the trio-uring authors"
@@ -39,6 +42,7 @@ autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
+
 # Nitpicky: every cross-reference inside the project must resolve. There is no intersphinx
 # (the docs build works offline), so references into trio, the stdlib and other libraries
 # are accepted unresolved, and so are private classes named in signatures.
@@ -46,10 +50,25 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(trio|socket|os|typing|collections|contextlib|enum|attrs|pytest|_pytest|types|cffi)(\..*)?"),
     (r"py:.*", r"trio_uring\.(.*\.)?_.*"),
-    (r"py:.*", r"_?[A-Za-z]*(\[.*\])?"),  # builtins and bare names (int, bytes, Self, ...)
+    (r"py:.*", r"_?[A-Za-z_]*(\[.*\])?"),  # builtins and bare names (int, bytes, Self, ...)
+    (r"py:class", r".* .*"),  # the stdlib's "-> socket object" signatures in inherited docstrings
     # trio's docstrings, inherited by the stream and socket classes, name trio's own classes bare
     (
         r"py:.*",
         r"(HalfCloseableStream|AsyncResource|ReceiveStream|SendStream|Stream|Listener|ReceiveChannel)\..*",
     ),
 ]
+
+
+def _google_sections(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+    """Render the Args:/Returns:/Raises: sections of trio's docstrings, which the stream classes
+    inherit. Only for callables and classes: the project's ``#:`` attribute comments are prose."""
+    if what in ("function", "method", "class", "exception"):
+        lines[:] = GoogleDocstring(lines, _NAPOLEON, what=what, name=name, obj=obj).lines()
+
+
+_NAPOLEON = NapoleonConfig(napoleon_use_param=True, napoleon_use_rtype=True)
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-docstring", _google_sections)

@@ -34,6 +34,8 @@ def install_globally(*, fallback: bool = False, probe: bool = True) -> Iterator[
     there is one ``RuntimeWarning`` and runs stay on stock trio with stock sockets. With
     ``probe=False`` (``TRIO_URING=fallback``, read by every interpreter that starts) nothing
     is tried up front: each run decides when it starts, and warns then.
+
+    :raises RuntimeError: trio is older than the supported range.
     """
     if fallback and probe:
         reason = unavailable_reason()

@@ -84,6 +84,7 @@ class BufferRing:
 
     @property
     def closed(self) -> bool:
+        """Whether the buffer ring was unregistered (:meth:`close`, or its ring closed)."""
         return self._ptr is None
 
     def view(self, bid: int, offset: int, length: int) -> memoryview:

@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sphinx.ext.napoleon import Config as NapoleonConfig
+from sphinx.ext.napoleon.docstring import GoogleDocstring
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import trio_uring  # noqa: E402
-from sphinx.ext.napoleon import Config as NapoleonConfig  # noqa: E402
-from sphinx.ext.napoleon.docstring import GoogleDocstring  # noqa: E402
 
 project = "trio-uring"
 author = "the trio-uring authors"
@@ -60,7 +61,9 @@ nitpick_ignore_regex = [
 ]
 
 
-def _google_sections(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+def _google_sections(  # noqa: PLR0917 - the signature of Sphinx's event
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
     """Render the Args:/Returns:/Raises: sections of trio's docstrings, which the stream classes
     inherit. Only for callables and classes: the project's ``#:`` attribute comments are prose."""
     if what in ("function", "method", "class", "exception"):

@@ -26,7 +26,15 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build"]
-myst_enable_extensions = ["colon_fence"]
+myst_enable_extensions = ["colon_fence", "substitution"]
+
+# The supported trio range, written once (trio_uring/_core/_compat.py), used as {{ trio_range }}.
+from trio_uring._core._compat import TESTED_TRIO  # noqa: E402
+
+myst_substitutions = {
+    "trio_oldest": "{}.{}".format(*TESTED_TRIO[0]),
+    "trio_newest": "{}.{}".format(*TESTED_TRIO[1]),
+}
 myst_heading_anchors = 3
 
 html_theme = "alabaster"

@@ -24,10 +24,10 @@ def test_paths_in_the_docs_exist() -> None:
 def test_tests_named_in_the_docs_exist() -> None:
     missing = []
     for page in PAGES:
-        for name in set(re.findall(r"\b(test_[a-z0-9_]+)\b", page.read_text())):
-            if not re.search(rf"def {name}\b", TEST_SOURCES) and not list(
-                (ROOT / "tests").rglob(f"{name}.py")
-            ):
+        text = page.read_text()
+        for name in set(re.findall(r"\b(test_[a-z0-9_]+)\b", text)):
+            defined = re.search(rf"def {name}\b", TEST_SOURCES + text)  # the tutorial writes its own
+            if not defined and not list(ROOT.glob(f"[te]*/**/{name}.py")):
                 missing.append(f"{page.name}: {name}")
     assert not missing, missing
 

@@ -110,7 +110,11 @@ class UringSocket(trio.socket.SocketType):
     # ---- plain forwarding -----------------------------------------------------------------
     def detach(self) -> int:
         """Give up the fd. Refused while received bytes wait in user memory: the fd's new
-        owner could never read them (read them first, e.g. until ``recv`` would block)."""
+        owner could never read them (read them first, e.g. until ``recv`` would block).
+
+        :raises trio.BusyResourceError: received bytes are queued, or another thread's run
+            uses the socket.
+        """
         rx = self._rx
         if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
             _check_thread(rx.driver)
@@ -352,6 +356,9 @@ class UringSocket(trio.socket.SocketType):
         Nothing is accepted ahead of a caller, so connections nobody asked for stay in the
         kernel's backlog, not in our fd table; a cancelled wait that lost the race to a
         connection still returns it (the cancel lands at the caller's next checkpoint).
+
+        :raises trio.BusyResourceError: another task is accepting on this socket.
+        :raises OSError: the accept failed (``EBADF`` once closed, ``EINVAL`` if not listening).
         """
         with self._accept_conflict:
             await trio.lowlevel.checkpoint_if_cancelled()

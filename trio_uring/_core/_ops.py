@@ -272,6 +272,9 @@ class OpDriver:
 
         A negative result raises ``OSError`` naming ``name``. Starts with a cancellation
         check, so a cancelled task never issues the op.
+
+        :raises OSError: the op's result was a negative errno.
+        :raises trio.ClosedResourceError: the op's fd was closed while it was in flight.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         res: int = await self.start(prep, *args, fd=fd, keep=keep)

@@ -75,6 +75,9 @@ def current_driver() -> OpDriver:
 
     Raises :class:`UringUnavailable` if io_uring cannot be used in this run; the answer is
     kept for the run, so later calls raise again at once without retrying the syscalls.
+
+    :raises UringUnavailable: io_uring cannot be used in this run.
+    :raises RuntimeError: called outside a trio run.
     """
     driver = _DRIVER.get()
     if driver is not None:

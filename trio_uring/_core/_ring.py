@@ -161,6 +161,9 @@ class Ring:
     the kernel refuses are dropped group by group (see ``_FALLBACK_ORDER``) and the ones
     granted are in ``self.flags``. Raises :class:`UringUnavailable` when no ring can be
     made, with the reason.
+
+    :raises UringUnavailable: no ring can be set up here (the reason says why).
+    :raises ValueError: ``entries`` or ``cq_entries`` is not a power of two, or a bad ``batch``.
     """
 
     def __init__(
@@ -349,6 +352,9 @@ class Ring:
         nothing to wait for and no deferred work or CQ overflow flagged by the kernel, this is
         a userspace check of the CQ: no syscall. A signal ends the wait early with an empty
         batch (the Python handler then runs).
+
+        :raises OSError: ``io_uring_enter`` failed (``EEXIST``: called from another thread).
+        :raises RingClosedError: the ring is closed.
         """
         p = self._p()
         if self._queued:

@@ -59,12 +59,15 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(trio|socket|os|typing|collections|contextlib|enum|attrs|pytest|_pytest|types|cffi)(\..*)?"),
     (r"py:.*", r"trio_uring\.(.*\.)?_.*"),
-    (r"py:.*", r"_?[A-Za-z_]*(\[.*\])?"),  # builtins and bare names (int, bytes, Self, ...)
+    # internals named in the low-level docstrings
+    (r"py:.*", r"closed|timespec|_withdraw|_request_cancel"),
+    # the stdlib's signature lines ("recv_into(buffer, [nbytes]) -> nbytes_read"), inherited by UringSocket
+    (r"py:.*", r"count|value|integer|buffer|nbytes_read"),
     (r"py:class", r".* .*"),  # the stdlib's "-> socket object" signatures in inherited docstrings
     # trio's docstrings, inherited by the stream and socket classes, name trio's own classes bare
     (
         r"py:.*",
-        r"(HalfCloseableStream|AsyncResource|ReceiveStream|SendStream|Stream|Listener|ReceiveChannel)\..*",
+        r"(HalfCloseableStream|AsyncResource|ReceiveStream|SendStream|Stream|Listener|ReceiveChannel)(\..*)?",
     ),
 ]
 

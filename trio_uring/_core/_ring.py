@@ -159,7 +159,7 @@ class Ring:
 
     ``flags`` are what we would like, ``required`` what we cannot do without; flags that
     the kernel refuses are dropped group by group (see ``_FALLBACK_ORDER``) and the ones
-    granted are in ``self.flags``. Raises :class:`UringUnavailable` when no ring can be
+    granted are in ``self.flags``. Raises :class:`~trio_uring.UringUnavailable` when no ring can be
     made, with the reason.
 
     :raises UringUnavailable: no ring can be set up here (the reason says why).

@@ -114,7 +114,7 @@ def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
 
     For test suites and tools: e.g. in a ``conftest.py`` so that pytest-trio's runs, and
     trio's own tests, run on ``UringIOManager``. Process-global while active. A run whose
-    manager cannot be built raises :class:`UringUnavailable` before it starts (a later
+    manager cannot be built raises :class:`~trio_uring.UringUnavailable` before it starts (a later
     ``trio.run`` is unaffected); with ``fallback=True`` it warns and uses trio's own IO
     manager instead.
 

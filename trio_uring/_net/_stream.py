@@ -48,7 +48,7 @@ def _stream_socket(socket: Any, who: str) -> UringSocket:
 
 
 class UringSocketStream(trio.abc.HalfCloseableStream):
-    """A :class:`trio.abc.HalfCloseableStream` on a connected :class:`UringSocket`."""
+    """A :class:`trio.abc.HalfCloseableStream` on a connected :class:`~trio_uring.socket.UringSocket`."""
 
     def __init__(self, socket: UringSocket) -> None:
         self.socket = _stream_socket(socket, "UringSocketStream")

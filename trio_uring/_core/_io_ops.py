@@ -156,6 +156,8 @@ async def close(fd: int) -> None:
     """Close ``fd`` through the ring, after cancelling the ops still using it.
 
     The fd is closed even if the call is cancelled (``Cancelled`` is raised afterwards).
+
+    :raises OSError: the close failed (``EBADF``: ``fd`` was not open).
     """
     n = _fd_of(fd)
     d = driver_or_none()

@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo bench test lint typecheck pytest trio-suite trio-oldest kernel-lane nic-lane clean test-asan \
-	soak dist-check
+.PHONY: setup demo bench docs test lint typecheck pytest trio-suite trio-oldest kernel-lane nic-lane clean \
+	test-asan soak dist-check
 
 # trio's own IO, socket, signal, subprocess and thread tests, run on UringIOManager.
 TRIO_SUITE := trio._core._tests.test_io trio._core._tests.test_guest_mode \
@@ -32,7 +32,7 @@ bench: setup
 	$(BIN)/python -m pip install -q uvloop matplotlib
 	$(BIN)/python benchmarks/bench.py --update-readme
 
-PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py
+PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py docs/conf.py
 # The same checks run as pre-commit hooks (.pre-commit-config.yaml), with these tools.
 lint: setup
 	$(BIN)/ruff check $(PY_SOURCES)
@@ -41,6 +41,11 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+# The Sphinx site (docs/) into build/docs/html: warnings are errors, every cross-reference inside the
+# project must resolve (-n). The tutorial's code blocks and the examples are run by tests/docs/.
+docs: setup
+	$(BIN)/python -m sphinx -b html -W --keep-going -n -q -E docs build/docs/html
 
 pytest: setup
 	$(BIN)/python -m pytest
@@ -92,7 +97,7 @@ nic-lane: setup
 dist-check: setup
 	PY=$(PY) PYBIN=$(BIN)/python scripts/dist-check
 
-test: lint typecheck pytest test-asan trio-suite trio-oldest kernel-lane nic-lane dist-check
+test: lint typecheck docs pytest test-asan trio-suite trio-oldest kernel-lane nic-lane dist-check
 
 # The native layer under AddressSanitizer + UBSan, built into build/asan/ (the in-place build
 # is untouched); fails on a test failure or on any sanitizer report. See scripts/asan-test.

@@ -29,11 +29,13 @@ def install_globally(*, fallback: bool = False, probe: bool = True) -> Iterator[
     manager, and every socket trio creates or wraps is a UringSocket.
 
     Yields whether io_uring is in use. Without ``fallback`` nothing is checked here: a run
-    that cannot set up its ring raises :class:`UringUnavailable` (with the reason and remedy)
+    that cannot set up its ring raises :class:`~trio_uring.UringUnavailable` (with the reason and remedy)
     when it starts. With ``fallback=True`` io_uring is tried once, here; where it is refused
     there is one ``RuntimeWarning`` and runs stay on stock trio with stock sockets. With
     ``probe=False`` (``TRIO_URING=fallback``, read by every interpreter that starts) nothing
     is tried up front: each run decides when it starts, and warns then.
+
+    :raises RuntimeError: trio is older than the supported range.
     """
     if fallback and probe:
         reason = unavailable_reason()

@@ -16,11 +16,13 @@ class Statistics:
     """A snapshot. ``backend``, ``enter_calls`` and ``ops_in_flight`` are the current run's
     (its ring's, whichever integration made it); the socket and byte counts are process-wide."""
 
-    #: the run's IO manager: ``"io_uring"`` under trio_uring.run / install_io_manager, else trio's
+    #: ``"io_uring"`` under trio_uring.run or install_io_manager, else trio's IO manager's name
     backend: str
     #: whether this run has an io_uring ring (plain trio.run makes one at its first op)
     ring: bool
+    #: ``io_uring_enter`` calls of the run's ring
     enter_calls: int
+    #: io_uring ops of the run whose final completion has not arrived
     ops_in_flight: int
     #: UringSockets open in the process
     sockets_open: int
@@ -37,7 +39,10 @@ class Statistics:
 
 
 def statistics() -> Statistics:
-    """What io_uring has done: for the current run (call inside one) and the process."""
+    """What io_uring has done: for the current run (call inside one) and the process.
+
+    :raises RuntimeError: called outside a trio run.
+    """
     driver = existing_driver()
     ring = driver.ring if driver is not None and not driver.closed else None
     c = COUNTERS

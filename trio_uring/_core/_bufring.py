@@ -35,6 +35,10 @@ class BufferRing:
 
     ``incremental=None`` uses incremental consumption (``IOU_PBUF_RING_INC``, Linux 6.12)
     when the kernel has it; ``True`` requires it; ``False`` never uses it.
+
+    :raises OSError: the kernel refused the registration (``EINVAL`` for ``incremental=True``
+        on a kernel without it).
+    :raises ValueError: ``entries`` is not a power of two up to 32768.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class BufferRing:
 
     @property
     def closed(self) -> bool:
+        """Whether the buffer ring was unregistered (:meth:`close`, or its ring closed)."""
         return self._ptr is None
 
     def view(self, bid: int, offset: int, length: int) -> memoryview:

@@ -108,12 +108,17 @@ def _waitable(fd: int | Any) -> int:
 class UringStatistics:
     """What ``trio.lowlevel.current_statistics().io_statistics`` reports under io_uring."""
 
+    #: Tasks in ``wait_readable`` (one per fd).
     tasks_waiting_read: int
+    #: Tasks in ``wait_writable`` (one per fd).
     tasks_waiting_write: int
+    #: io_uring ops submitted (or queued) whose final completion has not arrived.
     ops_in_flight: int
+    #: ``io_uring_enter`` calls the run's ring has made.
     enter_calls: int
     #: Waits made while coalescing was on (bulk data was streaming in).
     coalesced_waits: int = 0
+    #: Always ``"io_uring"`` (stock trio's managers report ``"epoll"``, ...).
     backend: str = "io_uring"
 
 
@@ -253,6 +258,7 @@ class UringIOManager:
         return runq
 
     def process_events(self, events: Batch | None) -> None:
+        """trio's IO manager protocol: dispatch a batch from :meth:`get_events` to its ops."""
         if not events:
             return
         if events is _REAP:
@@ -283,6 +289,7 @@ class UringIOManager:
             self._wakeup_op = self._arm(self._wakeup_fd, self._on_wakeup)
 
     def statistics(self) -> UringStatistics:
+        """``trio.lowlevel.current_statistics().io_statistics`` of this run."""
         return UringStatistics(
             tasks_waiting_read=len(self._readers),
             tasks_waiting_write=len(self._writers),
@@ -292,6 +299,7 @@ class UringIOManager:
         )
 
     def close(self) -> None:
+        """End of the run: cancel what is in flight, reap it, close the ring. Idempotent."""
         if self._closing:
             return
         self._closing = True
@@ -302,6 +310,11 @@ class UringIOManager:
 
     # ---- readiness for any fd -----------------------------------------------------------------
     async def wait_readable(self, fd: int | Any) -> None:
+        """``trio.lowlevel.wait_readable``: a ``POLL_ADD`` on the ring.
+
+        :raises trio.BusyResourceError: another task already waits for ``fd`` to be readable.
+        :raises trio.ClosedResourceError: ``fd`` was closed (``notify_closing``) while waiting.
+        """
         n = _waitable(fd)
         if n in self._readers:
             raise trio.BusyResourceError("another task is already reading / writing this fd")
@@ -320,6 +333,11 @@ class UringIOManager:
         await wait_task_rescheduled(abort)
 
     async def wait_writable(self, fd: int | Any) -> None:
+        """``trio.lowlevel.wait_writable``: the fd in an internal epoll whose fd the ring polls.
+
+        :raises trio.BusyResourceError: another task already waits for ``fd`` to be writable.
+        :raises trio.ClosedResourceError: ``fd`` was closed (``notify_closing``) while waiting.
+        """
         n = _waitable(fd)
         if n in self._writers:
             raise trio.BusyResourceError("another task is already reading / writing this fd")

@@ -44,7 +44,10 @@ async def nop() -> None:
 
 
 async def recv_into(fd: FdLike, buf: Any, nbytes: int | None = None, flags: int = 0) -> int:
-    """Receive into ``buf``; returns the byte count (0 at EOF)."""
+    """Receive into ``buf``; returns the byte count (0 at EOF).
+
+    :raises OSError: the receive failed (``ECONNRESET``, ``EBADF``...).
+    """
     n = _fd_of(fd)
     cbuf = writable_cbuf(buf)
     d = driver_or_none()
@@ -62,7 +65,10 @@ async def recv_into(fd: FdLike, buf: Any, nbytes: int | None = None, flags: int 
 
 
 async def send(fd: FdLike, data: Any, flags: int = 0) -> int:
-    """Send from ``data``; returns how many bytes the kernel took."""
+    """Send from ``data``; returns how many bytes the kernel took.
+
+    :raises OSError: the send failed (``EPIPE``, ``ECONNRESET``...).
+    """
     n = _fd_of(fd)
     cbuf = readable_cbuf(data)
     d = driver_or_none()
@@ -78,7 +84,10 @@ async def send(fd: FdLike, data: Any, flags: int = 0) -> int:
 
 
 async def accept(fd: FdLike) -> tuple[int, Any]:
-    """Accept one connection: ``(new_fd, peer_address)``. The new fd is close-on-exec."""
+    """Accept one connection: ``(new_fd, peer_address)``. The new fd is close-on-exec.
+
+    :raises OSError: the accept failed (``EINVAL`` on a socket that is not listening...).
+    """
     n = _fd_of(fd)
     d = driver_or_none()
     if d is None:
@@ -101,6 +110,8 @@ async def connect(fd: FdLike, family: int, address: Any) -> None:
 
     Without io_uring, a connect cancelled while in progress leaves the socket connecting
     (as with trio's sockets, close it).
+
+    :raises OSError: the connection failed (``ECONNREFUSED``...).
     """
     n = _fd_of(fd)
     sa, salen = encode_sockaddr(family, address)  # numeric only: never resolves a name
@@ -112,7 +123,10 @@ async def connect(fd: FdLike, family: int, address: Any) -> None:
 
 
 async def poll(fd: FdLike, events: int) -> int:
-    """Wait until ``fd`` has one of ``events`` (``select.POLL*``); returns the revents mask."""
+    """Wait until ``fd`` has one of ``events`` (``select.POLL*``); returns the revents mask.
+
+    :raises trio.ClosedResourceError: ``fd`` was closed through trio-uring while waiting.
+    """
     n = _fd_of(fd)
     d = driver_or_none()
     if d is None:
@@ -121,6 +135,10 @@ async def poll(fd: FdLike, events: int) -> int:
 
 
 async def shutdown(fd: FdLike, how: int) -> None:
+    """Shut down one or both directions of a socket (``socket.SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``).
+
+    :raises OSError: the kernel refused (``ENOTCONN`` for a socket that is not connected).
+    """
     n = _fd_of(fd)
     d = driver_or_none()
     if d is None:
@@ -138,6 +156,8 @@ async def close(fd: int) -> None:
     """Close ``fd`` through the ring, after cancelling the ops still using it.
 
     The fd is closed even if the call is cancelled (``Cancelled`` is raised afterwards).
+
+    :raises OSError: the close failed (``EBADF``: ``fd`` was not open).
     """
     n = _fd_of(fd)
     d = driver_or_none()
@@ -159,7 +179,10 @@ async def close(fd: int) -> None:
 
 
 async def sleep(seconds: float) -> None:
-    """Sleep with a kernel timeout op (``trio.sleep`` is the usual choice; this exercises the ring)."""
+    """Sleep with a kernel timeout op (``trio.sleep`` is the usual choice; this exercises the ring).
+
+    :raises ValueError: ``seconds`` < 0.
+    """
     if seconds < 0:
         raise ValueError("seconds must be >= 0")
     d = driver_or_none()

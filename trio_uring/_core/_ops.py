@@ -66,6 +66,7 @@ class Op:
         self.task = None
 
     def complete(self, res: int, flags: int) -> None:
+        """The op's CQE arrived: keep ``res`` and wake the waiting task with it, if any."""
         self.res = res
         task = self.task
         if task is None:  # nobody waits (yet, or any more): the result stays in ``res``
@@ -90,9 +91,11 @@ class MultishotOp(Op):
         self.on_cqe = on_cqe
 
     def abandon(self) -> None:
+        """Nobody wants this op's CQEs any more: they only free the user_data."""
         self.on_cqe = _ignore
 
     def complete(self, res: int, flags: int) -> None:
+        """One CQE of the op: handed to ``on_cqe``."""
         self.on_cqe(res, flags)
 
 
@@ -177,6 +180,7 @@ class OpDriver:
         self._by_fd: dict[int, dict[int, Op]] = {}
 
     def new_ud(self) -> int:
+        """A user_data no op of this ring has used (identifies an op's CQEs)."""
         return next(self._ids)
 
     def own(self, obj: RunOwned) -> None:
@@ -268,6 +272,9 @@ class OpDriver:
 
         A negative result raises ``OSError`` naming ``name``. Starts with a cancellation
         check, so a cancelled task never issues the op.
+
+        :raises OSError: the op's result was a negative errno.
+        :raises trio.ClosedResourceError: the op's fd was closed while it was in flight.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         res: int = await self.start(prep, *args, fd=fd, keep=keep)

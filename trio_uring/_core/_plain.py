@@ -73,8 +73,11 @@ def note_fallback(io_manager: object, exc: UringUnavailable) -> None:
 def current_driver() -> OpDriver:
     """The op driver of the current trio run, created on first use.
 
-    Raises :class:`UringUnavailable` if io_uring cannot be used in this run; the answer is
+    Raises :class:`~trio_uring.UringUnavailable` if io_uring cannot be used in this run; the answer is
     kept for the run, so later calls raise again at once without retrying the syscalls.
+
+    :raises UringUnavailable: io_uring cannot be used in this run.
+    :raises RuntimeError: called outside a trio run.
     """
     driver = _DRIVER.get()
     if driver is not None:

@@ -63,29 +63,47 @@ _ZCRX_RING = SetupFlags.SINGLE_ISSUER | SetupFlags.DEFER_TASKRUN | SetupFlags.CQ
 class ProbeReport:
     """A snapshot of io_uring capabilities; ``str()`` gives the human report."""
 
+    #: ``uname -r``: the kernel release
     kernel: str
+    #: whether a ring could be set up and used; if not, ``reason``, ``remedy`` and ``errno`` say why
     usable: bool
+    #: why io_uring cannot be used (None if it can)
     reason: str | None = None
+    #: what to change so that it can
     remedy: str | None = None
+    #: the kernel's answer to the call that failed
     errno: int | None = None
+    #: sysctl ``kernel.io_uring_disabled`` (0 allows all, 1 a group, 2 nobody); None if unreadable
     io_uring_disabled: str | None = None
+    #: ``IORING_FEAT_*`` names the kernel reports (``MIN_TIMEOUT``: wait coalescing, ...)
     features: frozenset[str] = frozenset()
+    #: setup flag sets tried on a throwaway ring, and whether the kernel took each
     setup_flags: dict[str, bool] = attrs.Factory(dict)
+    #: ``IORING_OP_*`` names the kernel supports, of those trio-uring uses
     opcodes: frozenset[str] = frozenset()
+    #: a multishot ``ACCEPT`` delivered a connection and stayed armed (Linux 5.19)
     multishot_accept: bool = False
+    #: a multishot ``RECV`` into a buffer ring delivered data and stayed armed (Linux 6.0)
     multishot_recv: bool = False
+    #: provided buffer rings can be registered (Linux 5.19)
     buffer_rings: bool = False
+    #: buffer rings with incremental consumption, ``IOU_PBUF_RING_INC`` (Linux 6.12)
     incremental_buffers: bool = False
+    #: bundled receives and sends, ``IORING_FEAT_RECVSEND_BUNDLE`` (Linux 6.10)
     bundle: bool = False
+    #: the process has CAP_NET_ADMIN (zcrx registration and 32-byte CQEs need it)
     cap_net_admin: bool = False
     #: "available" (kernel has zcrx; a NIC with queue API can register), "no-permission",
     #: "kernel-lacks-zcrx", or "unusable: <errno>".
     zcrx_kernel: str = "unknown"
+    #: device-less zcrx (``ZCRX_REG_NODEV``, Linux >= 7.1) registered on this kernel
     zcrx_nodev: bool = False
+    #: why device-less zcrx is not available ("" if it is)
     zcrx_nodev_reason: str = ""
 
     @property
     def kernel_version(self) -> tuple[int, ...]:
+        """``kernel`` as numbers: ``(6, 18, 44)`` for ``"6.18.44-1-amd64"``."""
         return kernel_version(self.kernel)
 
     def __str__(self) -> str:

@@ -159,8 +159,11 @@ class Ring:
 
     ``flags`` are what we would like, ``required`` what we cannot do without; flags that
     the kernel refuses are dropped group by group (see ``_FALLBACK_ORDER``) and the ones
-    granted are in ``self.flags``. Raises :class:`UringUnavailable` when no ring can be
+    granted are in ``self.flags``. Raises :class:`~trio_uring.UringUnavailable` when no ring can be
     made, with the reason.
+
+    :raises UringUnavailable: no ring can be set up here (the reason says why).
+    :raises ValueError: ``entries`` or ``cq_entries`` is not a power of two, or a bad ``batch``.
     """
 
     def __init__(
@@ -236,6 +239,7 @@ class Ring:
     # ---- state ---------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` ran (or the ring belongs to the parent of a forked process)."""
         return self._ptr is None
 
     def _p(self) -> Any:
@@ -261,6 +265,7 @@ class Ring:
 
     @property
     def sq_flags(self) -> int:
+        """The SQ ring's flags word as the kernel last wrote it (``IORING_SQ_TASKRUN``, ...)."""
         return int(lib.tu_ring_sq_flags(self._p()))
 
     def __repr__(self) -> str:
@@ -347,6 +352,9 @@ class Ring:
         nothing to wait for and no deferred work or CQ overflow flagged by the kernel, this is
         a userspace check of the CQ: no syscall. A signal ends the wait early with an empty
         batch (the Python handler then runs).
+
+        :raises OSError: ``io_uring_enter`` failed (``EEXIST``: called from another thread).
+        :raises RingClosedError: the ring is closed.
         """
         p = self._p()
         if self._queued:
@@ -377,6 +385,7 @@ class Ring:
 
     # ---- SQE preparation (each returns the SQ slot; see drop_unsubmitted) ------------------
     def prep_nop(self, ud: int) -> int:
+        """Queue a ``NOP``; its CQE has ``res`` 0. Like every ``prep_*``, returns the SQ slot."""
         return self._prep(lib.tu_prep_nop, ud)
 
     def prep_accept(
@@ -389,10 +398,13 @@ class Ring:
         addr: Any = ffi.NULL,
         addrlen: Any = ffi.NULL,
     ) -> int:
+        """Queue an ``ACCEPT`` (``multishot``: one CQE per connection while ``CQE_F_MORE``);
+        the accepted fd, close-on-exec, is the CQE's ``res``."""
         f = flags | socket.SOCK_CLOEXEC
         return self._prep(lib.tu_prep_accept, _fd_of(fd), addr, addrlen, f, multishot, ud)
 
     def prep_connect(self, fd: FdLike, sockaddr: Any, addrlen: int, ud: int) -> int:
+        """Queue a ``CONNECT`` to ``sockaddr`` (a C ``struct sockaddr *`` the caller keeps alive)."""
         return self._prep(lib.tu_prep_connect, _fd_of(fd), sockaddr, addrlen, ud)
 
     def prep_recv(self, fd: FdLike, buf: Any, ud: int, *, nbytes: int | None = None, flags: int = 0) -> int:
@@ -417,6 +429,7 @@ class Ring:
         return self._prep(lib.tu_prep_recv_select, _fd_of(fd), bgid, nbytes, flags, multishot, bundle, ud)
 
     def prep_recv_zc(self, fd: FdLike, zcrx_id: int, ud: int, *, nbytes: int = 0) -> int:
+        """Queue a multishot ``RECV_ZC`` into the zcrx interface queue ``zcrx_id`` (CQE32 rings)."""
         return self._prep(lib.tu_prep_recv_zc, _fd_of(fd), zcrx_id, nbytes, ud)
 
     def prep_send(
@@ -432,15 +445,19 @@ class Ring:
         return self._prep(lib.tu_prep_send, fd, cbuf, nbytes, flags, ud)
 
     def prep_sendmsg(self, fd: FdLike, msghdr: Any, ud: int, *, flags: int = 0) -> int:
+        """Queue a ``SENDMSG`` of ``msghdr`` (a C ``struct msghdr *`` the caller keeps alive)."""
         return self._prep(lib.tu_prep_sendmsg, _fd_of(fd), msghdr, flags, ud)
 
     def prep_shutdown(self, fd: FdLike, how: int, ud: int) -> int:
+        """Queue a ``SHUTDOWN`` (``how``: ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``)."""
         return self._prep(lib.tu_prep_shutdown, _fd_of(fd), how, ud)
 
     def prep_close(self, fd: FdLike, ud: int) -> int:
+        """Queue a ``CLOSE`` of ``fd``."""
         return self._prep(lib.tu_prep_close, _fd_of(fd), ud)
 
     def prep_poll(self, fd: FdLike, events: int, ud: int, *, multishot: bool = False) -> int:
+        """Queue a ``POLL_ADD`` for ``events`` (``select.POLL*``); the CQE's ``res`` is the revents."""
         return self._prep(lib.tu_prep_poll, _fd_of(fd), events, multishot, ud)
 
     def prep_timeout(self, ts: Any, ud: int, *, count: int = 0, flags: int = 0) -> int:
@@ -448,9 +465,11 @@ class Ring:
         return self._prep(lib.tu_prep_timeout, ts, count, flags, ud)
 
     def prep_cancel(self, target_ud: int, ud: int = 0) -> int:
+        """Queue an ``ASYNC_CANCEL`` of the op with user_data ``target_ud``."""
         return self._prep(lib.tu_prep_cancel, target_ud, ud)
 
     def prep_cancel_fd(self, fd: FdLike, ud: int = 0) -> int:
+        """Queue an ``ASYNC_CANCEL`` of every op on ``fd``."""
         return self._prep(lib.tu_prep_cancel_fd, _fd_of(fd), ud)
 
     # ---- lifetime ------------------------------------------------------------------------
@@ -463,6 +482,7 @@ class Ring:
         self._bufrings[key] = obj
 
     def unregister(self, key: Any) -> None:
+        """Forget what :meth:`register` kept under ``key`` (nothing if there is none)."""
         self._bufrings.pop(key, None)
 
     def free_bgid(self) -> int:

@@ -73,6 +73,14 @@ def run(
     options table says when each pays. If io_uring cannot be used, raises
     :class:`UringUnavailable`; with ``fallback=True`` it warns and runs on stock trio
     instead (``trio_uring.backend()`` then tells which one is running).
+
+    ``entries`` is the submission queue size (the completion queue is twice that).
+
+    :raises UringUnavailable: io_uring cannot be used here and ``fallback`` is false.
+    :raises ValueError: ``send`` is neither ``"direct"`` nor ``"ring"``, or ``coalesce_usec``
+        is outside 0..1,000,000.
+    :raises RuntimeError: trio is older than the supported range (a newer one warns once and
+        runs).
     """
     check_trio_version()
     try:
@@ -106,9 +114,11 @@ def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
 
     For test suites and tools: e.g. in a ``conftest.py`` so that pytest-trio's runs, and
     trio's own tests, run on ``UringIOManager``. Process-global while active. A run whose
-    manager cannot be built raises :class:`UringUnavailable` before it starts (a later
+    manager cannot be built raises :class:`~trio_uring.UringUnavailable` before it starts (a later
     ``trio.run`` is unaffected); with ``fallback=True`` it warns and uses trio's own IO
     manager instead.
+
+    :raises RuntimeError: trio is older than the supported range.
     """
     check_trio_version()
 
@@ -129,5 +139,8 @@ def install_io_manager(*, fallback: bool = False) -> Iterator[None]:
 
 
 def backend() -> str:
-    """The IO backend of the current run: ``"io_uring"``, or stock trio's (``"epoll"``, ...)."""
+    """The IO backend of the current run: ``"io_uring"``, or stock trio's (``"epoll"``, ...).
+
+    :raises RuntimeError: called outside a trio run.
+    """
     return str(trio.lowlevel.current_statistics().io_statistics.backend)

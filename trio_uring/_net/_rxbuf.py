@@ -66,6 +66,11 @@ def configure_receive_buffers(entries: int = DEFAULT_ENTRIES, buf_size: int = DE
 
     Call before the first socket receive of the run; afterwards the ring exists and this
     raises ``RuntimeError``.
+
+    :raises TypeError: ``entries`` or ``buf_size`` is not an int.
+    :raises ValueError: ``entries`` is not a power of two up to 32768, or ``buf_size`` is not
+        between 256 bytes and 16 MiB.
+    :raises RuntimeError: the run's receive buffers are already in use (or no run is active).
     """
     for name, value in (("entries", entries), ("buf_size", buf_size)):
         if not isinstance(value, int) or isinstance(value, bool):

@@ -118,7 +118,11 @@ class UringSocket(trio.socket.SocketType):
     # ---- plain forwarding -----------------------------------------------------------------
     def detach(self) -> int:
         """Give up the fd. Refused while received bytes wait in user memory: the fd's new
-        owner could never read them (read them first, e.g. until ``recv`` would block)."""
+        owner could never read them (read them first, e.g. until ``recv`` would block).
+
+        :raises trio.BusyResourceError: received bytes are queued, or another thread's run
+            uses the socket.
+        """
         rx = self._rx
         if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
             _check_thread(rx.driver)
@@ -362,6 +366,9 @@ class UringSocket(trio.socket.SocketType):
         Nothing is accepted ahead of a caller, so connections nobody asked for stay in the
         kernel's backlog, not in our fd table; a cancelled wait that lost the race to a
         connection still returns it (the cancel lands at the caller's next checkpoint).
+
+        :raises trio.BusyResourceError: another task is accepting on this socket.
+        :raises OSError: the accept failed (``EBADF`` once closed, ``EINVAL`` if not listening).
         """
         sock = await self._accept_socket()
         try:
@@ -668,6 +675,8 @@ def configure_send(path: str) -> None:
     The same as ``trio_uring.run(..., send=path)``, for runs started another way (a plain
     ``trio.run``, pytest-trio). Takes effect for sends that start afterwards; a run without
     io_uring sends directly whatever is chosen.
+
+    :raises ValueError: ``path`` is neither ``"direct"`` nor ``"ring"``.
     """
     ring = check_send(path)
     driver = driver_or_none()
@@ -793,14 +802,20 @@ def _writable_view(buffer: Any, nbytes: int, who: str) -> memoryview:
 
 
 def from_stdlib_socket(sock: _stdlib.socket) -> UringSocket:
-    """Wrap an existing stdlib socket (it becomes non-blocking and owned by the result)."""
+    """Wrap an existing stdlib socket (it becomes non-blocking and owned by the result).
+
+    :raises TypeError: ``sock`` is not a ``socket.socket``.
+    """
     return UringSocket(sock)
 
 
 def socket(
     family: int = _stdlib.AF_INET, type: int = _stdlib.SOCK_STREAM, proto: int = 0, fileno: int | None = None
 ) -> UringSocket:
-    """Like ``trio.socket.socket``, returning a :class:`UringSocket`."""
+    """Like ``trio.socket.socket``, returning a :class:`UringSocket`.
+
+    :raises OSError: the kernel refused to create the socket.
+    """
     if fileno is not None:
         return UringSocket(_stdlib.socket(family, type, proto, fileno))
     return UringSocket(_stdlib.socket(family, type, proto))
@@ -809,7 +824,10 @@ def socket(
 def socketpair(
     family: int = _stdlib.AF_UNIX, type: int = _stdlib.SOCK_STREAM, proto: int = 0
 ) -> tuple[UringSocket, UringSocket]:
-    """Like ``trio.socket.socketpair``, returning two connected :class:`UringSocket` objects."""
+    """Like ``trio.socket.socketpair``, returning two connected :class:`UringSocket` objects.
+
+    :raises OSError: the kernel refused to create the pair.
+    """
     a, b = _stdlib.socketpair(family, type, proto)
     return UringSocket(a), UringSocket(b)
 
@@ -820,6 +838,7 @@ class UringSocketFactory(trio.abc.SocketFactory):
     def socket(
         self, family: int | None = None, type: int | None = None, proto: int = 0
     ) -> trio.socket.SocketType:
+        """A :class:`UringSocket` for IPv4, IPv6 and Unix sockets; trio's own for other families."""
         fam = _stdlib.AF_INET if family is None else family
         kind = _stdlib.SOCK_STREAM if type is None else type
         if fam not in _FAMILIES:  # netlink, packet...: trio's own socket, as without a factory
@@ -889,6 +908,8 @@ class install_socket_factory:
     Stdlib sockets handed to ``trio.socket.from_stdlib_socket`` (hypercorn's and anyio's
     listeners) become io_uring sockets too. Takes effect at the call and lasts for the rest
     of the run; used as a context manager, the previous factory comes back on exit.
+
+    :raises RuntimeError: called outside a trio run.
     """
 
     def __init__(self) -> None:

@@ -48,7 +48,7 @@ def _stream_socket(socket: Any, who: str) -> UringSocket:
 
 
 class UringSocketStream(trio.abc.HalfCloseableStream):
-    """A :class:`trio.abc.HalfCloseableStream` on a connected :class:`UringSocket`."""
+    """A :class:`trio.abc.HalfCloseableStream` on a connected :class:`~trio_uring.socket.UringSocket`."""
 
     def __init__(self, socket: UringSocket) -> None:
         self.socket = _stream_socket(socket, "UringSocketStream")
@@ -115,9 +115,17 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """Set an option on the stream's socket (as ``trio.SocketStream.setsockopt``).
+
+        :raises OSError: the kernel refused the option.
+        """
         self.socket.setsockopt(level, option, value)
 
     def getsockopt(self, level: int, option: int, buffersize: int = 0) -> Any:
+        """An option of the stream's socket (as ``trio.SocketStream.getsockopt``).
+
+        :raises OSError: the kernel refused the option.
+        """
         if buffersize == 0:
             return self.socket.getsockopt(level, option)
         return self.socket.getsockopt(level, option, buffersize)
@@ -168,7 +176,10 @@ _IGNORED_ACCEPT_ERRNOS = {_errno.ECONNABORTED, _errno.EPROTO, _errno.EPERM}
 
 
 async def open_tcp_stream(host: str | bytes, port: int, **kwargs: Any) -> UringSocketStream:
-    """Like ``trio.open_tcp_stream`` (same arguments, happy eyeballs included), on io_uring."""
+    """Like ``trio.open_tcp_stream`` (same arguments, happy eyeballs included), on io_uring.
+
+    :raises OSError: no address could be connected to (as ``trio.open_tcp_stream``).
+    """
     with uring_sockets_for_call():
         stream = await trio.open_tcp_stream(host, port, **kwargs)
     sock = stream.socket
@@ -181,7 +192,10 @@ async def open_tcp_stream(host: str | bytes, port: int, **kwargs: Any) -> UringS
 async def open_tcp_listeners(
     port: int, *, host: str | bytes | None = None, backlog: int | None = None
 ) -> list[UringSocketListener]:
-    """Like ``trio.open_tcp_listeners``, returning io_uring listeners."""
+    """Like ``trio.open_tcp_listeners``, returning io_uring listeners.
+
+    :raises OSError: no address could be bound (the port is taken, say).
+    """
     with uring_sockets_for_call():
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     if not all(isinstance(listener.socket, UringSocket) for listener in listeners):
@@ -200,6 +214,11 @@ async def serve_tcp(
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[list[UringSocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Like ``trio.serve_tcp``: serve ``handler`` on io_uring listeners, forever."""
+    """Like ``trio.serve_tcp``: serve ``handler`` on io_uring listeners, forever.
+
+    ``task_status.started()`` gets the listeners (``nursery.start`` returns them).
+
+    :raises OSError: the listeners could not be opened (as :func:`open_tcp_listeners`).
+    """
     listeners = await open_tcp_listeners(port, host=host, backlog=backlog)
     await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery, task_status=task_status)

@@ -42,7 +42,10 @@ class Lease:
 
     @property
     def data(self) -> memoryview:
-        """Read-only view of the bytes, valid until the lease is released."""
+        """Read-only view of the bytes, valid until the lease is released.
+
+        :raises ValueError: the lease was released (its view was released with it).
+        """
         view = self._view
         if view is None:
             if self._released:
@@ -52,9 +55,14 @@ class Lease:
 
     @property
     def released(self) -> bool:
+        """Whether :meth:`release` was called (or the receiver's block ended)."""
         return self._released
 
     def tobytes(self) -> bytes:
+        """A copy of the bytes, to keep after the release.
+
+        :raises ValueError: the lease was released.
+        """
         return self.data.tobytes()
 
     def release(self) -> None:

@@ -47,14 +47,27 @@ DEFAULT_AREA = 16 << 20
 
 @attrs.define
 class ReceiverStatistics:
+    """A snapshot of one receiver's counters, from :meth:`ZeroCopyReceiver.statistics`."""
+
+    #: ``"zcrx"``, ``"zcrx-nodev"`` or ``"copy"``: where the data arrives.
     mode: str
+    #: Bytes delivered as leases.
     bytes: int = 0
+    #: Data completions, one lease each.
     completions: int = 0
+    #: Leases handed out and not yet released.
     leases_out: int = 0
+    #: Buffers given back to the kernel (refill entries, or buffer-ring re-adds).
     refills: int = 0
+    #: The most leases out at once.
     high_water: int = 0
+    #: Times the receive op was armed: once at the start, again after running dry or after
+    #: the kernel ended the multishot op.
     rearms: int = 0
+    #: ``ZCRX_CTRL_FLUSH_RQ`` calls made on this receiver's interface queue, which the
+    #: receivers of one ring share (zcrx modes; 0 in copy mode).
     flushes: int = 0
+    #: Why ``mode="auto"`` skipped the modes before this one ("" if none was skipped).
     fallback_reason: str = ""
 
 
@@ -197,7 +210,13 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         return trio.EndOfChannel() if self._eof else None
 
     async def receive(self) -> Lease:
-        """The next lease; ``EndOfChannel`` at end of stream. One task at a time."""
+        """The next lease; ``EndOfChannel`` at end of stream. One task at a time.
+
+        :raises trio.EndOfChannel: the peer closed its side and every lease was handed out.
+        :raises trio.BusyResourceError: another task is receiving from this receiver.
+        :raises trio.ClosedResourceError: the receiver or its socket was closed.
+        :raises trio.BrokenResourceError: the connection broke (reset by the peer, say).
+        """
         with self._receiving:
             while True:
                 await self._wait()
@@ -214,6 +233,11 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
         One checkpoint for the whole batch instead of one per lease: the fast way to drain a
         busy stream. An empty list means end of stream. One task at a time.
+
+        :raises ValueError: ``max_leases`` < 1.
+        :raises trio.BusyResourceError: another task is receiving from this receiver.
+        :raises trio.ClosedResourceError: the receiver or its socket was closed.
+        :raises trio.BrokenResourceError: the connection broke (reset by the peer, say).
         """
         if max_leases < 1:
             raise ValueError("max_leases must be >= 1")
@@ -236,6 +260,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
                     raise end
 
     def statistics(self) -> ReceiverStatistics:
+        """This receiver's counters now (see :class:`ReceiverStatistics`)."""
         return ReceiverStatistics(
             mode=self.mode,
             bytes=self._bytes,
@@ -249,6 +274,9 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         )
 
     async def aclose(self) -> None:
+        """End receiving now, as leaving the ``async with`` block does: the receive op is
+        cancelled and awaited, undelivered data goes back to the stream, every lease is
+        returned. Idempotent; the block's end is then a no-op."""
         await self._shutdown()
         await trio.lowlevel.checkpoint()
 
@@ -378,6 +406,19 @@ async def open_zc_receiver(
     received comes first; data the receiver took from the socket but did not hand out goes
     back to the stream when the block ends, so nothing is lost either way. Closing the
     socket (from any task) ends the receiver with ``trio.ClosedResourceError``.
+
+    ``area_size`` (bytes, default 16 MiB, rounded up to whole pages) is the memory data
+    arrives in; ``interface`` and ``queue`` name the NIC and rx queue for ``zcrx``.
+
+    :raises ZeroCopyUnavailable: an explicit ``mode`` cannot be used here (its ``reason``
+        and ``remedy`` say why and what to change); ``auto`` raises it only if ``copy``
+        fails too.
+    :raises ValueError: an unknown ``mode``, a bad ``area_size`` or ``queue``, or
+        ``interface``/``queue`` with ``mode="zcrx-nodev"``; a socket that is not TCP.
+    :raises TypeError: ``stream_or_socket`` is not an io_uring socket or a stream over one.
+    :raises trio.BusyResourceError: another receiver or a stream read has the socket's
+        receive side.
+    :raises trio.ClosedResourceError: the socket is closed.
     """
     if interface is None and queue is None and mode != "zcrx-nodev":
         interface, queue = worker_zc_queue()  # under serve_tcp_workers(zc=...): this worker's queue

@@ -29,6 +29,7 @@ import functools
 import os
 import select
 import threading
+from time import monotonic as _monotonic
 from typing import Any
 
 import attrs
@@ -52,8 +53,10 @@ COALESCE_TRIGGER = 64 * 1024
 #: completions for its first ``coalesce_usec`` microseconds.
 COALESCE_ENTERS = 8
 COALESCE_NR = 16
-#: Scheduler passes with runnable tasks between looks at the kernel (see ``get_events``).
+#: While tasks are runnable, the kernel is looked at once this many task steps ran since the
+#: last look, or this many seconds passed, whichever comes first (see ``get_events``).
 EVENT_INTERVAL = 61
+EVENT_INTERVAL_S = 0.0005
 DEFAULT_COALESCE_USEC = 50
 MAX_COALESCE_USEC = 1_000_000
 _EPOLL_ONESHOT_OUT = select.EPOLLOUT | select.EPOLLONESHOT
@@ -166,7 +169,8 @@ class UringIOManager:
         send_ring = check_send(send)
         self._closing = False
         self._coalesce_left = 0  # enters left with coalescing on
-        self._passes_left = 0  # passes with runnable tasks left that may skip the kernel
+        self._steps = 0  # task steps run since the kernel was last looked at
+        self._look_by = 0.0  # when the next look is due at the latest (time.monotonic)
         self._runq_deque: Any = None
         self._coalesced_waits = 0
         self._owner = threading.get_ident()
@@ -224,16 +228,21 @@ class UringIOManager:
         d = self.driver
         d.before_enter()
         if timeout <= 0:
-            # Tasks are runnable: look at the kernel every EVENT_INTERVAL passes only, as
-            # tokio's scheduler does (``event_interval``, 61). Each look runs the kernel's
+            # Tasks are runnable: look at the kernel once EVENT_INTERVAL task steps ran since
+            # the last look, as tokio's scheduler does (``event_interval``, 61), or once
+            # EVENT_INTERVAL_S passed, whichever comes first. Each look runs the kernel's
             # deferred receive work (a syscall) for whatever trickled in since the last: a
             # task taking one lease per pass would pay it per lease and get smaller ones.
             # SQEs are always submitted, and an empty run queue (trio is about to wake
             # wait_all_tasks_blocked or jump an autojump clock) always looks.
-            if self._passes_left and not self.ring.queued and self._runq():
-                self._passes_left -= 1
-                return None
-            self._passes_left = EVENT_INTERVAL
+            runq = self._runq()
+            if runq and not self.ring.queued:
+                steps = self._steps + len(runq)
+                if steps < EVENT_INTERVAL and _monotonic() < self._look_by:
+                    self._steps = steps
+                    return None
+            self._steps = 0
+            self._look_by = _monotonic() + EVENT_INTERVAL_S
         if self._coalesce_usec and timeout > 0:
             # Judged at waits only: a consumer that takes one lease per scheduler pass makes
             # many passes that do not wait, and bulk data arrives between waits, not passes.

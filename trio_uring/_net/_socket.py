@@ -107,7 +107,7 @@ class UringSocket(trio.socket.SocketType):
                 # before the next enter, never in the middle of one: an SQE still queued on
                 # the fd becomes a NOP before the (now free) fd number can reach the kernel
                 rx.driver.soon(rx.close)
-            elif _hand_to_run(rx, sock):
+            elif _hand_to_run(rx.token, None, rx, sock):
                 sock = None  # the run closes it, after its receive op is gone
         if sock is not None and sock.fileno() != -1:
             sock.close()
@@ -120,9 +120,14 @@ class UringSocket(trio.socket.SocketType):
         """Give up the fd. Refused while received bytes wait in user memory: the fd's new
         owner could never read them (read them first, e.g. until ``recv`` would block).
 
-        :raises trio.BusyResourceError: received bytes are queued, or another thread's run
-            uses the socket.
+        :raises trio.BusyResourceError: received bytes are queued, a zero-copy receiver has the
+            receive side, or another thread's run uses the socket.
         """
+        if self._lent is not None:
+            raise trio.BusyResourceError(
+                "a zero-copy receiver has this socket's receive side (and may hold bytes it has not "
+                "handed out): end its block before detach()"
+            )
         rx = self._rx
         if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
             _check_thread(rx.driver)
@@ -221,16 +226,22 @@ class UringSocket(trio.socket.SocketType):
         handed the socket (it closes it after its receive op is gone).
         """
         lent, self._lent = self._lent, None
+        rx, self._rx = self._rx, None
+        me = threading.get_ident()
+        token = None
+        if lent is not None and lent.thread != me:
+            token = lent.token
+        elif rx is not None and rx.thread != me and not rx.driver.closed:
+            token = rx.token
+        if token is not None:
+            sock, placeholder = self._sock, _closed_like(self._sock)
+            if _hand_to_run(token, lent, rx, sock):
+                self._notify_closing(sock.fileno())  # this thread's run, if any
+                self._sock = placeholder
+                return False
         if lent is not None:
             lent.socket_closed()
-        rx, self._rx = self._rx, None
         if rx is not None:
-            if rx.thread != threading.get_ident() and not rx.driver.closed:
-                sock, placeholder = self._sock, _closed_like(self._sock)
-                if _hand_to_run(rx, sock):
-                    self._notify_closing(sock.fileno())  # this thread's run, if any
-                    self._sock = placeholder
-                    return False
             rx.close()
         self._notify_closing(self._sock.fileno())
         return True
@@ -606,6 +617,8 @@ class UringSocket(trio.socket.SocketType):
         d = self._driver
         if d is None or d.closed:
             d = self._run_driver()
+        if d is not None and d.send_ring and d.thread != threading.get_ident():
+            d = existing_driver()  # another thread's run chose ring sends: this run decides here
         if d is None or not d.send_ring:
             try:
                 n = self._sock.send(data, int(flags) | _NOSIGNAL)
@@ -692,11 +705,14 @@ class ReceiveSide:
     what the stream had queued, :meth:`give_back` returns the side with what it did not use.
     """
 
-    __slots__ = ("closed", "fd", "on_close", "sock")
+    __slots__ = ("closed", "fd", "on_close", "sock", "thread", "token")
 
     def __init__(self, sock: UringSocket) -> None:
         self.sock = sock
         self.fd = sock.fileno()
+        #: The borrowing run: a close from another thread is handed to it (its ring, its tasks).
+        self.thread = threading.get_ident()
+        self.token = trio.lowlevel.current_trio_token()
         #: The socket was closed (by any task) while lent.
         self.closed = False
         self.on_close: Callable[[], None] | None = None
@@ -727,15 +743,21 @@ class ReceiveSide:
         sock = self.sock
         if sock._lent is self:
             sock._lent = None
-        if self.usable and (data or eof or error is not None):
-            srx = sock._receiver()
-            if srx is not None:
-                srx.give_back(data, eof=eof, error=error)
-        sock._recv_conflict.held = False
+        try:
+            if self.usable and (data or eof or error is not None):
+                srx = sock._receiver()
+                if srx is not None:
+                    srx.give_back(data, eof=eof, error=error)
+        finally:
+            sock._recv_conflict.held = False
 
 
 def claim_receive_side(sock: UringSocket) -> ReceiveSide:
-    """Lend ``sock``'s receive side to a zero-copy receiver (``BusyResourceError`` if in use)."""
+    """Lend ``sock``'s receive side to a zero-copy receiver (``BusyResourceError`` if in use,
+    or if a live run in another thread owns it)."""
+    rx = sock._rx
+    if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
+        _check_thread(rx.driver)
     if sock._recv_conflict.held:
         raise trio.BusyResourceError(
             "this socket's receive side is in use: another task is receiving from it, or another "
@@ -753,20 +775,31 @@ def _closed_like(sock: _stdlib.socket) -> _stdlib.socket:
     return placeholder
 
 
-def _hand_to_run(rx: StreamReceiver, sock: _stdlib.socket | None) -> bool:
-    """Have the run that owns ``rx`` (in another thread) stop it and then close ``sock``.
+def _hand_to_run(
+    token: trio.lowlevel.TrioToken,
+    lent: ReceiveSide | None,
+    rx: StreamReceiver | None,
+    sock: _stdlib.socket | None,
+) -> bool:
+    """Have the run of ``token`` (in another thread) stop the socket's receive side — a
+    zero-copy receiver's loan, the stream receiver — and then close ``sock``.
 
-    Its ring takes SQEs from its own thread only, and its waiting task can be woken only
-    there. False if that run has ended (the caller closes the socket itself).
+    Its ring takes SQEs from its own thread only, and its waiting tasks can be woken only
+    there. False if that run has ended (the caller does it all itself).
     """
 
     def stop() -> None:
-        rx.close()
-        if sock is not None:
-            sock.close()
+        try:
+            if lent is not None:
+                lent.socket_closed()
+            if rx is not None:
+                rx.close()
+        finally:
+            if sock is not None:
+                sock.close()
 
     try:
-        rx.token.run_sync_soon(stop)
+        token.run_sync_soon(stop)
     except trio.RunFinishedError:
         return False
     return True

@@ -168,7 +168,8 @@ def _tune_tcp(socket: UringSocket) -> None:
             socket.setsockopt(_stdlib.IPPROTO_TCP, _stdlib.TCP_NOTSENT_LOWAT, 2**14)
         except OSError:
             return
-        socket.tcp_tuned = True
+        # plain TCP only: an MPTCP listener takes both but its connections do not inherit them
+        socket.tcp_tuned = socket.proto in (0, _stdlib.IPPROTO_TCP)
 
 
 # As trio's SocketListener: errors about a connection that died before we took it.

@@ -321,7 +321,9 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         keep_orphans(self._zombies)  # exported still: they keep their memory until they are not
         self._zombies = []
         self._source.close()
-        self._side.give_back(undelivered, eof=self._eof, error=self._error)
+        # ENOTCONN ends a receiver opened before connect(), not the connection: not handed on
+        error = self._error if self._error is not None and self._error.errno != _errno.ENOTCONN else None
+        self._side.give_back(undelivered, eof=self._eof, error=error)
         self._waiter.wake()
 
 
@@ -357,6 +359,8 @@ def _uring_socket(obj: Any) -> UringSocket:
         raise trio.ClosedResourceError("the socket is closed")
     if sock.type != _stdlib.SOCK_STREAM:
         raise ValueError("zero-copy receive needs a TCP stream socket")
+    if sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ACCEPTCONN):
+        raise ValueError("zero-copy receive needs a connected stream socket, not a listening one")
     return sock
 
 

@@ -26,6 +26,8 @@ __all__ = ["Ifq", "ZeroCopyUnavailable", "get_ifq", "registration_error", "ynl_h
 
 AREA_SHIFT = int(lib.TU_IORING_ZCRX_AREA_SHIFT)
 AREA_MASK = (1 << AREA_SHIFT) - 1
+#: Registration failures that depend on the request or the moment (memory to pin, fds): never cached.
+_TRANSIENT = frozenset({_errno.ENOMEM, _errno.EMFILE, _errno.ENFILE, _errno.EAGAIN})
 PAGE = os.sysconf("SC_PAGESIZE")
 NODEV = int(lib.TU_ZCRX_REG_NODEV)
 
@@ -228,7 +230,7 @@ class Ifq:
                 self.flushes += 1
                 # it made the kernel take refills it had not taken: buffers came back
                 flushed, self._unflushed = self._unflushed > 0, 0
-            elif ret in (-_errno.EINVAL, -_errno.EOPNOTSUPP):
+            elif ret in (-_errno.EINVAL, -_errno.EOPNOTSUPP) and not self.nodev:
                 # no ZCRX_CTRL_FLUSH_RQ (Linux < 6.19): refills wait for the queue's page pool
                 self.can_flush = False
         if (done or flushed) and self.starved:  # buffers went back: receivers waiting can go on
@@ -261,7 +263,8 @@ def get_ifq(
         try:
             ifq = Ifq(driver, interface, queue, area_size, rq_entries=rq_entries, nodev=nodev)
         except ZeroCopyUnavailable as exc:
-            registry[key] = exc.fresh()  # without this traceback: it references the caller's frames
+            if exc.errno not in _TRANSIENT:  # a smaller area may pin where this one did not
+                registry[key] = exc.fresh()  # without this traceback: it references the caller's frames
             raise
         registry[key] = ifq
     return ifq

@@ -6,42 +6,39 @@ Kept apart from the test module so a worker imports only this (and trio_uring), 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import trio
 
 
-async def whoami(stream: Any) -> None:
-    """Answer every line with this worker's pid (which worker got the connection)."""
+async def _lines(stream: Any) -> AsyncIterator[bytes]:
+    """Each newline-terminated line the peer sends, without the newline, until end of stream."""
     buf = b""
-    while True:
-        data = await stream.receive_some(4096)
-        if not data:
-            return
+    while data := await stream.receive_some(4096):
         buf += data
         while b"\n" in buf:
-            _, buf = buf.split(b"\n", 1)
-            await stream.send_all(b"%d\n" % os.getpid())
+            line, buf = buf.split(b"\n", 1)
+            yield line
+
+
+async def whoami(stream: Any) -> None:
+    """Answer every line with this worker's pid (which worker got the connection)."""
+    async for _ in _lines(stream):
+        await stream.send_all(b"%d\n" % os.getpid())
 
 
 async def journal(stream: Any) -> None:
     """A request is a line ``ID``; it is recorded in $TU_JOURNAL_DIR/<pid> (fsync'd), then
     acknowledged with ``ok ID``. Each request takes 50 ms, so shutdown finds some in flight."""
     path = os.path.join(os.environ["TU_JOURNAL_DIR"], str(os.getpid()))
-    buf = b""
-    while True:
-        data = await stream.receive_some(4096)
-        if not data:
-            return
-        buf += data
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            await trio.sleep(0.05)
-            with open(path, "ab") as f:
-                f.write(line + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            await stream.send_all(b"ok " + line + b"\n")
+    async for line in _lines(stream):
+        await trio.sleep(0.05)
+        with open(path, "ab") as f:
+            f.write(line + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        await stream.send_all(b"ok " + line + b"\n")
 
 
 async def crash(stream: Any) -> None:

@@ -30,6 +30,23 @@ async def send_then_eof(stream: UringSocketStream, chunks: Any) -> None:
         await stream.send_eof()
 
 
+async def transfer_through(total: int, mode: str) -> tuple[bytes, Any]:
+    """``blocks(total)`` sent over a stream pair and taken through a receiver in ``mode`` with
+    the README's ``async for`` loop: the SHA-256 of what arrived, and the receiver's statistics."""
+    tx, rx_stream = pair()
+    h = hashlib.sha256()
+    async with trio.open_nursery() as n:
+        n.start_soon(send_then_eof, tx, blocks(total))
+        async with open_zc_receiver(rx_stream, mode=mode) as rx:
+            assert rx.mode == mode
+            async for lease in rx:
+                with lease:
+                    h.update(lease.data)
+            st = rx.statistics()
+    await rx_stream.aclose()
+    return h.digest(), st
+
+
 @pytest.mark.parametrize(
     ("runner", "total"),
     [(trio_uring.run, 256 * MiB), (trio.run, 64 * MiB)],
@@ -39,18 +56,9 @@ def test_byte_exact_bulk_transfer(runner: Runner, total: int) -> None:
     stats: list[Any] = []
 
     async def main() -> bytes:
-        tx, rx_stream = pair()
-        h = hashlib.sha256()
-        async with trio.open_nursery() as n:
-            n.start_soon(send_then_eof, tx, blocks(total))
-            async with open_zc_receiver(rx_stream, mode="copy") as rx:
-                assert rx.mode == "copy"
-                async for lease in rx:
-                    with lease:
-                        h.update(lease.data)
-                stats.append(rx.statistics())
-        await rx_stream.aclose()
-        return h.digest()
+        data, st = await transfer_through(total, "copy")
+        stats.append(st)
+        return data
 
     assert runner(main) == digest(total)
     st = stats[0]
@@ -426,19 +434,9 @@ def test_a_mode_is_one_source_class_and_its_registration(monkeypatch: pytest.Mon
     monkeypatch.setitem(_sources.SOURCES, "counted", Counted)
 
     async def main() -> None:
-        tx, rx_stream = pair()
         total = 4 * MiB
-        h = hashlib.sha256()
-        async with trio.open_nursery() as n:
-            n.start_soon(send_then_eof, tx, blocks(total))
-            async with open_zc_receiver(rx_stream, mode="counted") as rx:
-                assert rx.mode == "counted"
-                async for lease in rx:
-                    with lease:
-                        h.update(lease.data)
-                st = rx.statistics()
-        await rx_stream.aclose()
-        assert h.digest() == digest(total)
+        data, st = await transfer_through(total, "counted")
+        assert data == digest(total)
         assert len(given) == st.completions == st.refills and st.leases_out == 0
 
     trio_uring.run(main)

@@ -62,6 +62,10 @@ R = TypeVar("R", bytes, int)
 _NOSIGNAL = int(_stdlib.MSG_NOSIGNAL)  # a plain int: enum flag arithmetic is slow
 _PEEK, _WAITALL, _DONTWAIT = int(_stdlib.MSG_PEEK), int(_stdlib.MSG_WAITALL), int(_stdlib.MSG_DONTWAIT)
 _NONBLOCK = int(_stdlib.SOCK_NONBLOCK)
+# The C socket's own family and type: ints, without socket.py's enum conversion on each read
+_raw_family = _stdlib.socket.__mro__[1].family.__get__  # type: ignore[attr-defined]
+_raw_type = _stdlib.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
+_STREAM = int(_stdlib.SOCK_STREAM)
 _TUNED_OPTS = frozenset({_stdlib.TCP_NODELAY, _stdlib.TCP_NOTSENT_LOWAT})
 #: recv flags the stream receive path understands on data it already holds in user memory.
 _QUEUE_FLAGS = _PEEK | _WAITALL | _DONTWAIT
@@ -90,7 +94,7 @@ class UringSocket(trio.socket.SocketType):
         self._lent: ReceiveSide | None = None
         self._recv_conflict = Conflict("another task is already receiving on this socket")
         self._accept_conflict = Conflict("another task is already accepting on this socket")
-        self._is_stream = sock.type == _stdlib.SOCK_STREAM
+        self._is_stream = _raw_type(sock) == _STREAM
         self._driver: OpDriver | None = None
         COUNTERS.sockets_opened += 1
 
@@ -405,8 +409,9 @@ class UringSocket(trio.socket.SocketType):
         if res < 0:
             raise errno_error(res)
         # SOCK_NONBLOCK in the type tells Python the fd is non-blocking already (no ioctl)
-        fam, kind, proto = self._sock.family, self._sock.type, self._sock.proto
-        return UringSocket(_stdlib.socket(fam, kind | _NONBLOCK, proto, fileno=res), tcp_tuned=self.tcp_tuned)
+        lsock = self._sock
+        new = _stdlib.socket(_raw_family(lsock), _raw_type(lsock) | _NONBLOCK, lsock.proto, fileno=res)
+        return UringSocket(new, tcp_tuned=self.tcp_tuned)
 
     # ---- receive -----------------------------------------------------------------------------
     def _receiver(self) -> StreamReceiver | None:

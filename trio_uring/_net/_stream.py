@@ -42,7 +42,7 @@ def _stream_errors() -> Iterator[None]:
 def _stream_socket(socket: Any, who: str) -> UringSocket:
     if not isinstance(socket, UringSocket):
         raise TypeError(f"{who} needs a UringSocket, not {type(socket).__name__}")
-    if socket.type != _stdlib.SOCK_STREAM:
+    if not socket._is_stream:
         raise ValueError(f"{who} needs a SOCK_STREAM socket")
     return socket
 
@@ -221,5 +221,7 @@ async def serve_tcp(
 
     :raises OSError: the listeners could not be opened (as :func:`open_tcp_listeners`).
     """
+    from ._serve import serve_listeners  # noqa: PLC0415 - it imports this module
+
     listeners = await open_tcp_listeners(port, host=host, backlog=backlog)
-    await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery, task_status=task_status)
+    await serve_listeners(handler, listeners, handler_nursery=handler_nursery, task_status=task_status)

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno as _errno
 import json
-import logging
 import math
 import os
 import pickle
@@ -46,7 +44,6 @@ _PR_SET_PDEATHSIG = 1
 #: How long after the end began a worker exits regardless (``grace`` + this): a worker whose
 #: supervisor is gone must not outlive it by a handler that ignores cancellation.
 HARD_EXIT_AFTER_GRACE = 3.0
-_log = logging.getLogger("trio_uring.workers")
 
 _zc_queue: tuple[str, int] | None = None
 #: True while a worker re-imports the supervisor's main module (see ``main``)
@@ -95,9 +92,6 @@ def _set_pdeathsig(sig: int) -> None:
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     if libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-
-
-_CAPACITY_ERRNOS = {_errno.EMFILE, _errno.ENFILE, _errno.ENOMEM, _errno.ENOBUFS}
 
 
 class _Ending:
@@ -166,32 +160,13 @@ def _watch_supervisor(ending: _Ending, ctl: _stdlib.socket, token: trio.lowlevel
     os._exit(70)
 
 
-async def _accept_loop(
-    listener: Any, connections: trio.Nursery, handler: Callable[[Any], Awaitable[object]]
-) -> None:
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            if exc.errno not in _CAPACITY_ERRNOS:
-                raise
-            # As trio.serve_listeners: out of fds or memory; the queue waits, we retry.
-            _log.error("accept failed (%s); retrying in 0.1 s", exc)
-            await trio.sleep(0.1)
-            continue
-        connections.start_soon(_serve_one, handler, stream)
-
-
-async def _serve_one(handler: Callable[[Any], Awaitable[object]], stream: Any) -> None:
-    async with stream:
-        await handler(stream)
-
-
 async def _serve(
     ctl: _stdlib.socket, cfg: dict[str, Any], handler: Callable[[Any], Awaitable[object]]
 ) -> None:
     from trio_uring import UringSocketListener, backend  # noqa: PLC0415 - after the run began
     from trio_uring.socket import from_stdlib_socket  # noqa: PLC0415
+
+    from ._serve import accept_loop  # noqa: PLC0415
 
     socks = [_stdlib.socket(fileno=fd) for fd in cfg["fds"]]
     for sock in socks:  # a handler's child processes must not keep the port
@@ -211,7 +186,7 @@ async def _serve(
                 ending.connections = connections.cancel_scope
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
-                        acceptors.start_soon(_accept_loop, listener, connections, handler)
+                        acceptors.start_soon(accept_loop, listener, connections, handler)
                     _send(ctl, ready=True, backend=backend(), pid=os.getpid())
                     await ending.stopping.wait()
                     acceptors.cancel_scope.cancel()

@@ -386,6 +386,9 @@ class UringIOManager:
         n = _fileno(fd)
         if n < 0:
             return  # not an fd: nothing can be waiting on it
+        if n not in self._readers and n not in self._writers:
+            self.driver.close_fd_ops(n)  # the common close: nobody waits for readiness
+            return
         exc = trio.ClosedResourceError("another task closed this fd")
         try:
             me: trio.lowlevel.Task | None = current_task()

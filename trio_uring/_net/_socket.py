@@ -454,6 +454,29 @@ class UringSocket(trio.socket.SocketType):
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             rx = self._rx
+            if rx is None and buflen:
+                # Nothing was ever queued for this socket: a plain recv needs no receiver (a
+                # connection that never has to wait for data never makes one).
+                d = self._driver
+                if d is None or d.closed or d.thread != threading.get_ident():
+                    d = self._run_driver()
+                if d is not None and not d.reaped_by_task:
+                    try:
+                        data = self._sock.recv(buflen)
+                    except BlockingIOError:
+                        rx = self._receiver()  # the socket is empty: arm the multishot op, wait
+                        if rx is not None:
+                            await rx.wait()
+                            data = rx.take(buflen)
+                            COUNTERS.bytes_multishot += len(data)
+                            return data
+                    else:
+                        COUNTERS.bytes_plain_recv += len(data)
+                        if len(data) >= BULK_CHUNK and (rx := self._receiver()) is not None:
+                            rx.bulk = BULK_PATIENCE  # as _recv_direct: a bulk stream
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return data
+                rx = self._rx
             if rx is None or rx.detached or rx.thread != threading.get_ident():
                 rx = self._receiver()
                 if rx is None:
@@ -468,9 +491,9 @@ class UringSocket(trio.socket.SocketType):
             else:
                 if buflen and rx.idle:
                     sock = self._sock
-                    data = await self._recv_direct(rx, lambda: sock.recv(buflen))
-                    if data is not None:
-                        return data
+                    direct = await self._recv_direct(rx, lambda: sock.recv(buflen))
+                    if direct is not None:
+                        return direct
                 await rx.wait()  # arms the multishot recv
             data = rx.take(buflen) if buflen else b""
             COUNTERS.bytes_multishot += len(data)

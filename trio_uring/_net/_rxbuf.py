@@ -384,17 +384,18 @@ class StreamReceiver:
             return b""
         pool, size = self._pool, self._pool.size
         bid, off, ln = chunks[0]
-        if ln >= max_bytes:  # the common case: one chunk covers the request
+        if ln >= max_bytes or len(chunks) == 1:  # the common cases: one chunk answers it
+            k = ln if ln < max_bytes else max_bytes
             start = bid * size + off
-            data: bytes = pool.cmem[start : start + max_bytes]
-            if ln == max_bytes:
+            data: bytes = pool.cmem[start : start + k]
+            if k == ln:
                 chunks.popleft()
                 pool.release(bid)
                 if not chunks:
                     pool.holders.discard(self)
             else:
-                chunks[0] = (bid, off + max_bytes, ln - max_bytes)
-            self._pending -= max_bytes
+                chunks[0] = (bid, off + k, ln - k)
+            self._pending -= k
             return data
         mem = pool.mem
         parts: list[memoryview] = []

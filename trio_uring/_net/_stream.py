@@ -11,12 +11,13 @@ import errno as _errno
 import socket as _stdlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from threading import get_ident as _get_ident
 from typing import Any
 
 import trio
 
 from .._core._waiter import Conflict
-from ._socket import UringSocket, uring_sockets_for_call
+from ._socket import _NOSIGNAL, UringSocket, uring_sockets_for_call
 
 __all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
 
@@ -65,6 +66,20 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError(conflict.msg)
         conflict.held = True
         try:
+            if type(data) is bytes and data:
+                # The hot path, flat: the direct send of the socket's ``send``, which usually
+                # takes all of it; what it leaves (or a ring send) goes the general way below.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                d = sock._driver
+                if d is not None and not d.send_ring and not d.closed and d.thread == _get_ident():
+                    try:
+                        sent = sock._sock.send(data, _NOSIGNAL)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent == len(data):
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return
+                    data = memoryview(data)[sent:]
             with memoryview(data) as view:
                 size = view.nbytes
                 if not size:

@@ -328,26 +328,30 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def floor_ratios(results: dict[str, dict[str, dict[str, Any]]], floor: str) -> str:
-    """Each trio server's CPU per echo round trip against what no trio backend can go below:
-    the scheduler's floor plus the kernel's work (the C server's CPU per round trip)."""
-    m = re.search(r"^trio_uring\.run\s+([\d.]+) us", floor, re.M)
-    if m is None:
-        return ""
-    sched = float(m.group(1))
+    """Each trio server's CPU per request against what no trio backend can go below: the
+    scheduler's floor for the scenario's shape plus the kernel's work (the C server's CPU
+    per request). Echo scenarios per round trip; churn per connection."""
+    shapes = {
+        "echo": r"^trio_uring\.run\s+([\d.]+) us of scheduler per echo",
+        "churn": r"^trio_uring\.run\s+([\d.]+) us of scheduler per connection, churn-shaped, closed at once",
+    }
+    floors = {k: float(m.group(1)) for k, rx in shapes.items() if (m := re.search(rx, floor, re.M))}
     lines = []
     for scenario, rows in results.items():
         c = rows.get("c_liburing", {}).get("cpu_us_per_req")
-        if not scenario.startswith("echo") or not c:
+        sched = floors.get(scenario.split()[0])
+        if sched is None or not c:
             continue
         bound = sched + c
+        unit = "round trip" if scenario.startswith("echo") else "connection"
         for server in ("trio_uring", "trio_uring_ring", "trio"):
             r = rows.get(server)
             if r:
                 lines.append(
-                    f"{scenario:14} {server:16} {r['cpu_us_per_req']:6.2f} us CPU per round trip = "
+                    f"{scenario:14} {server:16} {r['cpu_us_per_req']:6.2f} us CPU per {unit} = "
                     f"{r['cpu_us_per_req'] / bound:4.2f}x the floor ({sched:.2f} scheduler + {c:.2f} kernel)"
                 )
-    return "\n\nCPU per round trip against the floor:\n" + "\n".join(lines) if lines else ""
+    return "\n\nCPU per request against the floor:\n" + "\n".join(lines) if lines else ""
 
 
 def chart(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:

@@ -198,7 +198,10 @@ def test_handler_nursery_gets_the_handlers(run: Runner) -> None:
             async with trio.open_nursery() as n:
                 listeners = await n.start(
                     lambda task_status: trio_uring.serve_tcp(
-                        handler, 0, handler_nursery=Counting(), task_status=task_status  # type: ignore[arg-type]
+                        handler,
+                        0,
+                        handler_nursery=Counting(),  # type: ignore[arg-type]
+                        task_status=task_status,
                     )
                 )
                 client = await _connect(listeners[0].socket.getsockname()[1])

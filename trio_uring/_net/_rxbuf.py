@@ -126,15 +126,6 @@ class BufferPool:
         self.holders: set[StreamReceiver] = set()
         driver.pre_enter.append(self.flush)
 
-    def chunk(self, res: int, flags: int) -> tuple[int, int]:
-        """Account for one data CQE; returns ``(bid, offset)`` of its bytes."""
-        bid, off, last = self._take(res, flags)
-        self._refs[bid] += 1
-        self._held[bid] = not last
-        if last:
-            self.in_kernel -= 1  # the kernel moved on to the next buffer
-        return bid, off
-
     def release(self, bid: int) -> None:
         refs = self._refs[bid] - 1
         self._refs[bid] = refs
@@ -268,9 +259,15 @@ class StreamReceiver:
 
     def _on_cqe(self, res: int, flags: int) -> None:
         if res > 0:
-            bid, off = self._pool.chunk(res, flags)
+            # account for the buffer (inline: once per completion of every stream)
+            pool = self._pool
+            bid, off, last = pool._take(res, flags)
+            pool._refs[bid] += 1
+            pool._held[bid] = not last
+            if last:
+                pool.in_kernel -= 1  # the kernel moved on to the next buffer
             if self.closed:
-                self._pool.release(bid)
+                pool.release(bid)
             else:
                 if not self._chunks:
                     self._pool.holders.add(self)

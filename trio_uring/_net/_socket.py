@@ -486,7 +486,7 @@ class UringSocket(trio.socket.SocketType):
                         return carried
                     sock = self._sock
                     return await self._readiness_read(lambda: sock.recv(buflen))
-            if rx.ready:
+            if rx._chunks or rx.ready:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             else:
                 if buflen and rx.idle:

@@ -411,7 +411,9 @@ class UringSocket(trio.socket.SocketType):
         # SOCK_NONBLOCK in the type tells Python the fd is non-blocking already (no ioctl)
         lsock = self._sock
         new = _stdlib.socket(_raw_family(lsock), _raw_type(lsock) | _NONBLOCK, lsock.proto, fileno=res)
-        return UringSocket(new, tcp_tuned=self.tcp_tuned)
+        accepted = UringSocket(new, tcp_tuned=self.tcp_tuned)
+        accepted._driver = d  # accepted in this run: its first receive and send need not look it up
+        return accepted
 
     # ---- receive -----------------------------------------------------------------------------
     def _receiver(self) -> StreamReceiver | None:

@@ -8,12 +8,14 @@ still alive. Loops are bounded in count and time.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import os
 import re
 import signal
 import socket as stdsocket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -156,14 +158,17 @@ async def test_workers_outlive_the_thread_that_happened_to_be_around(monkeypatch
         pool.stop()
 
 
-async def test_rx_queue_steering_on_loopback_sends_every_connection_to_worker_0() -> None:
-    # Every packet on lo is recorded as rx queue 0, and the program maps queue i to the
-    # i-th socket of the reuseport group: worker 0 must get all of them.
+async def test_rx_queue_steering_on_loopback_spreads_by_flow_hash() -> None:
+    # lo records no rx queue (skb->queue_mapping stays 0, which no worker's queue + 1 is): the
+    # program finds no owner and chooses by flow hash, so both workers get connections. A
+    # program that read anything else as the queue (the interface index: lo is 1 = queue 0 + 1)
+    # would send all of them to worker 0.
     async with trio.open_nursery() as nursery:
         pool = await _start(nursery, app.whoami, workers=2, steering="rx-queue")
         assert pool.steering == "rx-queue"
-        answers = {await trio.to_thread.run_sync(_ask, pool.port) for _ in range(20)}
-        assert answers == {pool.pids[0]}
+        # each of the 2 workers misses all 20 with p = 2**-19
+        answers = [await trio.to_thread.run_sync(_ask, pool.port) for _ in range(20)]
+        assert set(answers) == set(pool.pids), answers
         pool.stop()
 
 
@@ -227,43 +232,112 @@ def test_zc_workers_default_their_receivers_to_their_queue_and_steering_falls_ba
     )
 
 
-def test_the_steering_program_picks_by_rx_queue_else_by_flow_hash_and_never_a_latecomer() -> None:
+def _spread(attach: Any, connections: int = 40) -> list[int]:
+    """Connections each of 3 loopback sockets on one port accepts: 2 in a reuseport group whose
+    program ``attach(first_socket)`` sets, 1 joining the group afterwards (another program of the
+    same user binding the port with ``SO_REUSEPORT``)."""
+    socks = []
+    try:
+        for i in range(3):
+            s = stdsocket.socket()
+            socks.append(s)
+            s.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEPORT, 1)
+            s.bind(("127.0.0.1", socks[0].getsockname()[1] if i else 0))
+            s.setblocking(False)
+            if i < 2:
+                s.listen(64)
+        attach(socks[0])
+        socks[2].listen(64)  # the latecomer
+        clients = [stdsocket.create_connection(socks[0].getsockname()) for _ in range(connections)]
+        counts = []
+        for s in socks:
+            n = 0
+            with pytest.raises(BlockingIOError):
+                while n < connections + 1:
+                    s.accept()[0].close()
+                    n += 1
+            counts.append(n)
+        for c in clients:
+            c.close()
+        return counts
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _attach_load(offset: int) -> Any:
+    """An attacher of the reuseport program ``ld [SKF_AD_OFF + offset]; ret A``: the index it
+    picks is the ancillary value itself."""
+    from trio_uring._net import _steering as st  # noqa: PLC0415
+
+    def attach(sock: stdsocket.socket) -> None:
+        prog = [(st._LD_W_ABS, 0, 0, (st.SKF_AD_OFF + offset) & 0xFFFFFFFF), (st._RET_A, 0, 0, 0)]
+        filt = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *ins) for ins in prog))
+        fprog = struct.pack("@HP", len(prog), ctypes.addressof(filt))
+        sock.setsockopt(stdsocket.SOL_SOCKET, st.SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+    return attach
+
+
+def test_the_program_loads_the_rx_queue_not_the_interface_index() -> None:
+    from trio_uring._net._steering import SKF_AD_QUEUE  # noqa: PLC0415
+
+    # On lo the queue is 0 (no driver records one) and the interface index is 1 in every network
+    # namespace, so a load of the two picks socket 0 and socket 1 of the group respectively.
+    # The second line shows the check tells them apart: the NIC lane's workers once all got
+    # queue 1's connections because SKF_AD_QUEUE was 8, which is SKF_AD_IFINDEX (the NIC's
+    # index there is 2 = queue 1 + 1).
+    assert _spread(_attach_load(SKF_AD_QUEUE), 8) == [8, 0, 0]
+    assert _spread(_attach_load(8), 8) == [0, 8, 0]  # SKF_AD_IFINDEX
+
+
+def _run_steering_program(prog: list[tuple[int, int, int, int]], queue_mapping: int, rxhash: int) -> int:
+    """What the kernel's cBPF interpreter returns for a packet with these ancillary values
+    (the instructions :func:`steering_program` emits, nothing else)."""
+    from trio_uring._net import _steering as st  # noqa: PLC0415
+
+    ancillary = {
+        (st.SKF_AD_OFF + st.SKF_AD_QUEUE) & 0xFFFFFFFF: queue_mapping,
+        (st.SKF_AD_OFF + st.SKF_AD_RXHASH) & 0xFFFFFFFF: rxhash,
+    }
+    a, pc = 0, 0
+    for _ in range(len(prog)):  # no backward jumps in cBPF: at most one pass
+        code, jt, jf, k = prog[pc]
+        if code == st._LD_W_ABS:
+            a = ancillary[k]
+        elif code == st._JEQ_K:
+            pc += jt if a == k else jf
+        elif code == st._MOD_K:
+            a %= k
+        elif code == st._RET_K:
+            return k
+        elif code == st._RET_A:
+            return a
+        else:
+            raise AssertionError(f"unexpected instruction {code:#x}")
+        pc += 1
+    raise AssertionError("the program ran off its end")
+
+
+def test_the_steering_program_maps_queue_plus_one_to_its_worker_else_the_flow_hash() -> None:
+    from trio_uring._net._steering import NO_SOCKET, steering_program  # noqa: PLC0415
+
+    prog = steering_program(3, [4, 1, 7])
+    for index, queue in enumerate([4, 1, 7]):
+        assert _run_steering_program(prog, queue + 1, rxhash=0x1234) == index  # recorded as queue + 1
+    for unowned in (0, 1, 3, 9):  # 0: no queue recorded; 1, 3, 9: rx queues 0, 2, 8
+        assert _run_steering_program(prog, unowned, rxhash=0x1234) == 0x1234 % 3
+        assert _run_steering_program(prog, unowned, rxhash=0) == NO_SOCKET  # the kernel's hash then
+    assert _run_steering_program(steering_program(2), 5, rxhash=7) == 1  # no queues: hash only
+
+
+def test_the_steering_program_spreads_what_no_worker_owns_by_flow_hash_and_never_to_a_latecomer() -> None:
     from trio_uring._net._steering import attach_steering  # noqa: PLC0415
 
-    def spread(queues: list[int] | None) -> list[int]:
-        """Connections each of 3 sockets gets: 2 in the program's group, 1 joining later."""
-        socks = []
-        try:
-            for i in range(3):
-                s = stdsocket.socket()
-                socks.append(s)
-                s.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEPORT, 1)
-                s.bind(("127.0.0.1", socks[0].getsockname()[1] if i else 0))
-                s.setblocking(False)
-                if i < 2:
-                    s.listen(64)
-            attach_steering(socks[0], 2, queues)
-            socks[2].listen(64)  # a latecomer: another program binding the port with SO_REUSEPORT
-            clients = [stdsocket.create_connection(socks[0].getsockname()) for _ in range(40)]
-            counts = []
-            for s in socks:
-                n = 0
-                with pytest.raises(BlockingIOError):
-                    while n < 100:
-                        s.accept()[0].close()
-                        n += 1
-                counts.append(n)
-            for c in clients:
-                c.close()
-            return counts
-        finally:
-            for s in socks:
-                s.close()
-
-    assert spread([0, 1]) == [40, 0, 0]  # lo is rx queue 0
-    assert spread([1, 0]) == [0, 40, 0]
-    for queues in ([5, 6], None):  # queue 0 is nobody's, or no queues: by flow hash, among the two
-        hashed = spread(queues)
+    # lo records no rx queue, so whatever the queues, every connection is chosen by flow hash
+    # among the group's first two sockets; the latecomer gets none.
+    for queues in ([0, 1], [1, 0], [5, 6], None):
+        hashed = _spread(functools.partial(attach_steering, workers=2, queues=queues))
         assert sum(hashed) == 40 and min(hashed[:2]) > 0 and hashed[2] == 0, (queues, hashed)
 
 

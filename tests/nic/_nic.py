@@ -139,7 +139,9 @@ class Nic:
         return self.debugfs is not None
 
     def sim_stats(self) -> dict[str, int]:
-        """The simulated NIC's counters (debugfs zcrx_stats); on a real NIC, all zero."""
+        """The simulated NIC's counters (debugfs zcrx_stats: :data:`SIM_COUNTERS`, then per rx
+        queue N ``rxqN_packets`` and ``rxqN_hds_payload_bytes``); on a real NIC, the
+        :data:`SIM_COUNTERS` all zero."""
         if self.debugfs is None:
             return dict.fromkeys(SIM_COUNTERS, 0)
         text = (self.debugfs / "zcrx_stats").read_text()

@@ -13,7 +13,8 @@ the port with ``SO_REUSEPORT`` (the kernel allows that) then gets no connections
 
 The queue the program sees (``SKF_AD_QUEUE``) is ``skb->queue_mapping``, which a driver sets
 with ``skb_record_rx_queue(skb, q)`` to **q + 1** (0 means "not recorded"): the program
-compares against ``q + 1``. A packet from a queue no worker owns is chosen by flow hash.
+compares against ``q + 1``. A packet from a queue no worker owns, or with no queue recorded
+(loopback: 0), is chosen by flow hash.
 
 Also here: the doctor's checks for a worker pool on a NIC (queues, header split, steering).
 """
@@ -32,8 +33,11 @@ import attrs
 __all__ = ["WorkersReport", "attach_steering", "check_workers", "rx_queue_count", "steering_program"]
 
 SO_ATTACH_REUSEPORT_CBPF = 51
+# Ancillary loads, as <linux/filter.h> numbers them (SKF_AD_IFINDEX is 8, SKF_AD_QUEUE 24): a
+# wrong offset still loads *something*, so a host test reads SKF_AD_QUEUE on loopback (0 there,
+# where the interface index is 1) to check it is the queue.
 SKF_AD_OFF = -0x1000
-SKF_AD_QUEUE = 8
+SKF_AD_QUEUE = 24
 SKF_AD_RXHASH = 32
 _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K

@@ -318,3 +318,22 @@ def test_send_all_bytes_on_a_closed_stream_says_closed() -> None:
         await b.aclose()
 
     trio_uring.run(main)
+
+
+def test_the_stream_operations_are_checkpoints(run: Runner) -> None:
+    """The hot paths yield trio's checkpoint message themselves: trio still counts both halves."""
+
+    async def main() -> None:
+        a, b = tcp_pair()
+        async with a, b:
+            for _ in range(2):  # the first time through the lookups, then the cached fast paths
+                with trio.testing.assert_checkpoints():
+                    await a.send_all(b"ping")
+                with trio.testing.assert_checkpoints():
+                    assert await receive_exactly(b, 4) == b"ping"
+            with trio.testing.assert_checkpoints():
+                await a.send_all(memoryview(b"view"))
+            with trio.testing.assert_checkpoints():
+                assert await receive_exactly(b, 4) == b"view"
+
+    run(main)

@@ -39,6 +39,7 @@ from .._core._ops import OpDriver
 from .._core._plain import driver_or_none, existing_driver
 from .._core._ring import readable_cbuf
 from .._core._sockaddr import encode_sockaddr
+from .._core._traps import cancel_shielded_checkpoint
 from .._core._waiter import Conflict
 from .._native import ffi
 from ._rxbuf import BULK_CHUNK, BULK_PATIENCE, Handover, StreamReceiver
@@ -308,7 +309,7 @@ class UringSocket(trio.socket.SocketType):
         except BlockingIOError:
             pass
         else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
             return result
         while True:
             await wait()
@@ -366,7 +367,7 @@ class UringSocket(trio.socket.SocketType):
         except BlockingIOError:
             pass
         else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
             return
         await trio.lowlevel.wait_writable(self._sock)
         err = self._sock.getsockopt(_stdlib.SOL_SOCKET, _stdlib.SO_ERROR)
@@ -476,7 +477,7 @@ class UringSocket(trio.socket.SocketType):
                         COUNTERS.bytes_plain_recv += len(data)
                         if len(data) >= BULK_CHUNK and (rx := self._receiver()) is not None:
                             rx.bulk = BULK_PATIENCE  # as _recv_direct: a bulk stream
-                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        await cancel_shielded_checkpoint()
                         return data
                 rx = self._rx
             if rx is None or rx.detached or rx.thread != threading.get_ident():
@@ -484,12 +485,12 @@ class UringSocket(trio.socket.SocketType):
                 if rx is None:
                     carried = self._carried(buflen)
                     if carried is not None:
-                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        await cancel_shielded_checkpoint()
                         return carried
                     sock = self._sock
                     return await self._readiness_read(lambda: sock.recv(buflen))
             if rx._chunks or rx.ready:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await cancel_shielded_checkpoint()
             else:
                 if buflen and rx.idle:
                     sock = self._sock
@@ -536,17 +537,17 @@ class UringSocket(trio.socket.SocketType):
         rx = self._receiver()
         sys_flags = flags & ~_WAITALL
         if rx is None and not flags & _PEEK and (carried := self._carried(buflen)) is not None:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
             return carried
         if rx is None or rx.idle:
             # nothing is queued in user memory: the kernel socket holds the next bytes
             if flags & _DONTWAIT:
                 data = self._sock.recv(buflen, sys_flags)
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await cancel_shielded_checkpoint()
                 return data
             return await self._nonblocking(lambda: self._sock.recv(buflen, sys_flags), self._wait_readable)
         if rx.ready:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
         elif flags & _DONTWAIT:
             raise errno_error(_errno.EAGAIN)
         else:
@@ -570,11 +571,11 @@ class UringSocket(trio.socket.SocketType):
                     carried = self._carried(len(view))
                     if carried is not None:
                         view[: len(carried)] = carried
-                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        await cancel_shielded_checkpoint()
                         return len(carried)
                     return await self._readiness_read(lambda: self._sock.recv_into(view))
             if rx.ready:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await cancel_shielded_checkpoint()
             else:
                 if len(view) and rx.idle:
                     n = await self._recv_direct(rx, lambda: self._sock.recv_into(view))
@@ -616,7 +617,7 @@ class UringSocket(trio.socket.SocketType):
             elif rx.bulk:
                 rx.bulk -= 1  # enough small reads in a row: back to the multishot op
             if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await cancel_shielded_checkpoint()
             return result
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
@@ -655,7 +656,7 @@ class UringSocket(trio.socket.SocketType):
             except BlockingIOError:
                 pass
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await cancel_shielded_checkpoint()
                 return n
         if d is None:
             return await self._nonblocking(
@@ -679,7 +680,7 @@ class UringSocket(trio.socket.SocketType):
             op = d.issue(d.ring.prep_send_flags, fd, cbuf, len(cbuf), flags | _NOSIGNAL, fd=fd, keep=cbuf)
             # The run enters the ring (submitting this and every other send of the pass) before
             # this task resumes: usually the send is done by then and nothing more waits.
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
             res = await d.collect(op)
         finally:
             ffi.release(cbuf)  # the kernel is done with it either way: unpin the caller's buffer

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from .._core._traps import cancel_shielded_checkpoint
 from .._core._waiter import Conflict
 from ._socket import _NOSIGNAL, UringSocket, uring_sockets_for_call
 
@@ -77,7 +78,7 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
                     except BlockingIOError:
                         sent = 0
                     if sent == len(data):
-                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        await cancel_shielded_checkpoint()
                         return
                     data = memoryview(data)[sent:]
             with memoryview(data) as view:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket as stdsocket
+import threading
 from typing import Any
 
 import pytest
@@ -18,9 +19,10 @@ import trio
 import trio.testing
 
 import trio_uring
-from trio_uring import UringSocketStream
+from trio_uring import UringSocketStream, open_zc_receiver
 from trio_uring._net import _serve
 from trio_uring._net._serve import serve_listeners
+from trio_uring.socket import from_stdlib_socket
 
 from .._util import Runner, receive_exactly, tcp_pair
 
@@ -267,6 +269,51 @@ def test_cancelled_first_wait_loses_nothing() -> None:
             assert await receive_exactly(b, 16) == b"after the cancel"
 
     trio_uring.run(main)
+
+
+def test_a_live_run_in_another_thread_that_read_without_waiting_still_owns_the_socket() -> None:
+    """That run made no receiver (its read found data), yet the socket is its own: a run in
+    this thread may neither detach it nor lend its receive side, as recv refuses it too."""
+    a, b = stdsocket.socketpair()
+    ua = from_stdlib_socket(a)
+    read, finish = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        async def main() -> None:
+            b.send(b"hello")  # a Unix socket pair: there at once
+            assert await ua.recv(5) == b"hello"
+            assert ua._rx is None  # read at once: no receiver
+            read.set()
+            with trio.move_on_after(10):
+                await trio.to_thread.run_sync(finish.wait)
+
+        try:
+            trio_uring.run(main)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert read.wait(5)
+
+        async def main() -> None:
+            with pytest.raises(trio.BusyResourceError):
+                await ua.recv(5)
+            with pytest.raises(trio.BusyResourceError):
+                async with open_zc_receiver(ua, mode="copy"):
+                    pass  # pragma: no cover
+            with pytest.raises(trio.BusyResourceError):
+                ua.detach()
+
+        trio_uring.run(main)
+    finally:
+        finish.set()
+        t.join(10)
+        ua.close()
+        b.close()
+    assert not errors, errors
 
 
 def test_first_receive_on_a_closed_socket_says_closed() -> None:

@@ -132,9 +132,8 @@ class UringSocket(trio.socket.SocketType):
                 "a zero-copy receiver has this socket's receive side (and may hold bytes it has not "
                 "handed out): end its block before detach()"
             )
+        _check_owner(self)
         rx = self._rx
-        if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
-            _check_thread(rx.driver)
         if rx is not None and not rx.closed and rx.queued:
             raise trio.BusyResourceError(
                 f"{rx.queued} received bytes are queued in user memory and would be lost with "
@@ -783,9 +782,7 @@ class ReceiveSide:
 def claim_receive_side(sock: UringSocket) -> ReceiveSide:
     """Lend ``sock``'s receive side to a zero-copy receiver (``BusyResourceError`` if in use,
     or if a live run in another thread owns it)."""
-    rx = sock._rx
-    if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
-        _check_thread(rx.driver)
+    _check_owner(sock)
     if sock._recv_conflict.held:
         raise trio.BusyResourceError(
             "this socket's receive side is in use: another task is receiving from it, or another "
@@ -831,6 +828,17 @@ def _hand_to_run(
     except trio.RunFinishedError:
         return False
     return True
+
+
+def _check_owner(sock: UringSocket) -> None:
+    """Refuse a socket a live run in another thread uses: its receiver's run or, while it has
+    none (no receive had to wait yet: see ``_stream_recv``), the run of its cached driver."""
+    rx = sock._rx
+    if rx is not None:
+        if rx.thread != threading.get_ident() and not rx.detached:
+            _check_thread(rx.driver)
+    elif sock._driver is not None:
+        _check_thread(sock._driver)
 
 
 def _check_thread(driver: OpDriver) -> None:

@@ -8,6 +8,7 @@ as the general path does: these tests pin what a user sees.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket as stdsocket
@@ -314,6 +315,59 @@ def test_a_live_run_in_another_thread_that_read_without_waiting_still_owns_the_s
         ua.close()
         b.close()
     assert not errors, errors
+
+
+@pytest.mark.parametrize("received", [True, False], ids=["read-without-waiting", "never-read"])
+def test_close_from_another_thread_never_sends_to_the_connection_reusing_the_number(received: bool) -> None:
+    """A stream without a receiver (its reads never waited, or it never read) closed from
+    another thread while its run has a ring send queued: the close is handed to that run, so
+    the number cannot be reused before the send went out (or was withdrawn)."""
+
+    async def main() -> None:
+        client, server = tcp_pair()
+        stream = server.socket
+        fd = stream.fileno()
+        if received:
+            await client.send_all(b"hi")
+            await trio.sleep(0.05)  # there before the read: it does not wait
+            assert await server.receive_some(2) == b"hi"
+        assert stream._rx is None
+        sender: list[trio.lowlevel.Task] = []
+        reused: list[stdsocket.socket] = []
+
+        def close_elsewhere_and_reuse() -> None:
+            stream.close()
+            reused.extend(stdsocket.socketpair())
+
+        class AfterTheSendIsQueued(trio.abc.Instrument):
+            def after_task_step(self, task: trio.lowlevel.Task) -> None:
+                if sender and task is sender[0] and not reused:
+                    t = threading.Thread(target=close_elsewhere_and_reuse)
+                    t.start()
+                    t.join(5)
+
+        async def send() -> None:
+            sender.append(trio.lowlevel.current_task())
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await server.send_all(b"for the old peer")
+
+        trio.lowlevel.add_instrument(AfterTheSendIsQueued())
+        async with trio.open_nursery() as n:
+            n.start_soon(send)
+        await trio.sleep(0.05)
+        try:
+            assert stream.fileno() == -1
+            assert fd not in {s.fileno() for s in reused}  # still open when they were made
+            for s in reused:
+                s.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    s.recv(100)  # nothing of the old connection's
+        finally:
+            for s in reused:
+                s.close()
+            await client.aclose()
+
+    trio_uring.run(main, send="ring")
 
 
 def test_first_receive_on_a_closed_socket_says_closed() -> None:

@@ -13,6 +13,7 @@ import errno
 import logging
 import socket as stdsocket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -368,6 +369,54 @@ def test_close_from_another_thread_never_sends_to_the_connection_reusing_the_num
             await client.aclose()
 
     trio_uring.run(main, send="ring")
+
+
+@pytest.mark.parametrize("blocked_in", ["send_all", "datagram recv"])
+def test_a_task_blocked_on_a_socket_closed_in_another_thread_is_woken(run: Runner, blocked_in: str) -> None:
+    """No receiver to hand the close through: the run using the socket is handed it all the
+    same, and its waiting task raises ClosedResourceError instead of waiting forever."""
+    outcome: list[str] = []
+    blocked = threading.Event()
+    if blocked_in == "send_all":
+        client, server = tcp_pair()
+        server.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, 4096)
+        sock = server.socket
+
+        async def block() -> None:
+            blocked.set()
+            while True:
+                await server.send_all(b"x" * 65536)  # the peer never reads
+    else:
+        sock = from_stdlib_socket(stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM))
+        sock._sock.bind(("127.0.0.1", 0))
+
+        async def block() -> None:
+            blocked.set()
+            await sock.recv(100)  # nothing is ever sent
+
+    def other() -> None:
+        async def main() -> None:
+            try:
+                with trio.fail_after(5):
+                    await block()
+            except trio.ClosedResourceError:
+                outcome.append("closed")
+            except BaseException as exc:  # pragma: no cover - reported below
+                outcome.append(repr(exc))
+
+        run(main)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert blocked.wait(5)
+        time.sleep(0.1)  # let it block
+        sock.close()
+    finally:
+        t.join(10)
+        if blocked_in == "send_all":
+            client.socket.close()
+    assert outcome == ["closed"]
 
 
 def test_first_receive_on_a_closed_socket_says_closed() -> None:

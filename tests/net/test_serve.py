@@ -8,9 +8,12 @@ as the general path does: these tests pin what a user sees.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket as stdsocket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -18,9 +21,10 @@ import trio
 import trio.testing
 
 import trio_uring
-from trio_uring import UringSocketStream
+from trio_uring import UringSocketStream, open_zc_receiver
 from trio_uring._net import _serve
 from trio_uring._net._serve import serve_listeners
+from trio_uring.socket import from_stdlib_socket
 
 from .._util import Runner, receive_exactly, tcp_pair
 
@@ -267,6 +271,152 @@ def test_cancelled_first_wait_loses_nothing() -> None:
             assert await receive_exactly(b, 16) == b"after the cancel"
 
     trio_uring.run(main)
+
+
+def test_a_live_run_in_another_thread_that_read_without_waiting_still_owns_the_socket() -> None:
+    """That run made no receiver (its read found data), yet the socket is its own: a run in
+    this thread may neither detach it nor lend its receive side, as recv refuses it too."""
+    a, b = stdsocket.socketpair()
+    ua = from_stdlib_socket(a)
+    read, finish = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        async def main() -> None:
+            b.send(b"hello")  # a Unix socket pair: there at once
+            assert await ua.recv(5) == b"hello"
+            assert ua._rx is None  # read at once: no receiver
+            read.set()
+            with trio.move_on_after(10):
+                await trio.to_thread.run_sync(finish.wait)
+
+        try:
+            trio_uring.run(main)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert read.wait(5)
+
+        async def main() -> None:
+            with pytest.raises(trio.BusyResourceError):
+                await ua.recv(5)
+            with pytest.raises(trio.BusyResourceError):
+                async with open_zc_receiver(ua, mode="copy"):
+                    pass  # pragma: no cover
+            with pytest.raises(trio.BusyResourceError):
+                ua.detach()
+
+        trio_uring.run(main)
+    finally:
+        finish.set()
+        t.join(10)
+        ua.close()
+        b.close()
+    assert not errors, errors
+
+
+@pytest.mark.parametrize("received", [True, False], ids=["read-without-waiting", "never-read"])
+def test_close_from_another_thread_never_sends_to_the_connection_reusing_the_number(received: bool) -> None:
+    """A stream without a receiver (its reads never waited, or it never read) closed from
+    another thread while its run has a ring send queued: the close is handed to that run, so
+    the number cannot be reused before the send went out (or was withdrawn)."""
+
+    async def main() -> None:
+        client, server = tcp_pair()
+        stream = server.socket
+        fd = stream.fileno()
+        if received:
+            await client.send_all(b"hi")
+            await trio.sleep(0.05)  # there before the read: it does not wait
+            assert await server.receive_some(2) == b"hi"
+        assert stream._rx is None
+        sender: list[trio.lowlevel.Task] = []
+        reused: list[stdsocket.socket] = []
+
+        def close_elsewhere_and_reuse() -> None:
+            stream.close()
+            reused.extend(stdsocket.socketpair())
+
+        class AfterTheSendIsQueued(trio.abc.Instrument):
+            def after_task_step(self, task: trio.lowlevel.Task) -> None:
+                if sender and task is sender[0] and not reused:
+                    t = threading.Thread(target=close_elsewhere_and_reuse)
+                    t.start()
+                    t.join(5)
+
+        async def send() -> None:
+            sender.append(trio.lowlevel.current_task())
+            with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+                await server.send_all(b"for the old peer")
+
+        trio.lowlevel.add_instrument(AfterTheSendIsQueued())
+        async with trio.open_nursery() as n:
+            n.start_soon(send)
+        await trio.sleep(0.05)
+        try:
+            assert stream.fileno() == -1
+            assert fd not in {s.fileno() for s in reused}  # still open when they were made
+            for s in reused:
+                s.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    s.recv(100)  # nothing of the old connection's
+        finally:
+            for s in reused:
+                s.close()
+            await client.aclose()
+
+    trio_uring.run(main, send="ring")
+
+
+@pytest.mark.parametrize("blocked_in", ["send_all", "datagram recv"])
+def test_a_task_blocked_on_a_socket_closed_in_another_thread_is_woken(run: Runner, blocked_in: str) -> None:
+    """No receiver to hand the close through: the run using the socket is handed it all the
+    same, and its waiting task raises ClosedResourceError instead of waiting forever."""
+    outcome: list[str] = []
+    blocked = threading.Event()
+    if blocked_in == "send_all":
+        client, server = tcp_pair()
+        server.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, 4096)
+        sock = server.socket
+
+        async def block() -> None:
+            blocked.set()
+            while True:
+                await server.send_all(b"x" * 65536)  # the peer never reads
+    else:
+        sock = from_stdlib_socket(stdsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_DGRAM))
+        sock._sock.bind(("127.0.0.1", 0))
+
+        async def block() -> None:
+            blocked.set()
+            await sock.recv(100)  # nothing is ever sent
+
+    def other() -> None:
+        async def main() -> None:
+            try:
+                with trio.fail_after(5):
+                    await block()
+            except trio.ClosedResourceError:
+                outcome.append("closed")
+            except BaseException as exc:  # pragma: no cover - reported below
+                outcome.append(repr(exc))
+
+        run(main)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert blocked.wait(5)
+        time.sleep(0.1)  # let it block
+        sock.close()
+    finally:
+        t.join(10)
+        if blocked_in == "send_all":
+            client.socket.close()
+    assert outcome == ["closed"]
 
 
 def test_first_receive_on_a_closed_socket_says_closed() -> None:

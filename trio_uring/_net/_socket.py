@@ -97,6 +97,8 @@ class UringSocket(trio.socket.SocketType):
         self._accept_conflict = Conflict("another task is already accepting on this socket")
         self._is_stream = _raw_type(sock) == _STREAM
         self._driver: OpDriver | None = None
+        #: The token of ``_driver``'s run: a close from another thread is handed to that run.
+        self._token: trio.lowlevel.TrioToken | None = None
         COUNTERS.sockets_opened += 1
 
     def __del__(self) -> None:
@@ -133,9 +135,8 @@ class UringSocket(trio.socket.SocketType):
                 "a zero-copy receiver has this socket's receive side (and may hold bytes it has not "
                 "handed out): end its block before detach()"
             )
+        _check_owner(self)
         rx = self._rx
-        if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
-            _check_thread(rx.driver)
         if rx is not None and not rx.closed and rx.queued:
             raise trio.BusyResourceError(
                 f"{rx.queued} received bytes are queued in user memory and would be lost with "
@@ -227,8 +228,9 @@ class UringSocket(trio.socket.SocketType):
     def _stop_io(self) -> bool:
         """Cancel our kernel ops, return buffers, wake our waiters (ClosedResourceError).
 
-        False when the receive side belongs to a live run in another thread: that run was
-        handed the socket (it closes it after its receive op is gone).
+        False when the receive side belongs to a live run in another thread, or the socket
+        has no receive side and such a run uses it: that run was handed the socket (it closes
+        it after its ops are gone, so none of them can reach a new socket given its number).
         """
         lent, self._lent = self._lent, None
         rx, self._rx = self._rx, None
@@ -238,6 +240,10 @@ class UringSocket(trio.socket.SocketType):
             token = lent.token
         elif rx is not None and rx.thread != me and not rx.driver.closed:
             token = rx.token
+        elif lent is None and (rx is None or rx.driver.closed):
+            d = self._driver  # no receiver yet (reads did not wait), or an earlier run's
+            if d is not None and d.thread != me and not d.closed:
+                token = self._token
         if token is not None:
             sock, placeholder = self._sock, _closed_like(self._sock)
             if _hand_to_run(token, lent, rx, sock):
@@ -323,6 +329,7 @@ class UringSocket(trio.socket.SocketType):
         d = self._driver
         if d is None or d.closed:
             d = self._driver = driver_or_none()
+            self._token = trio.lowlevel.current_trio_token() if d is not None else None
         elif d.thread != threading.get_ident():
             _check_thread(d)
         return d
@@ -786,9 +793,7 @@ class ReceiveSide:
 def claim_receive_side(sock: UringSocket) -> ReceiveSide:
     """Lend ``sock``'s receive side to a zero-copy receiver (``BusyResourceError`` if in use,
     or if a live run in another thread owns it)."""
-    rx = sock._rx
-    if rx is not None and rx.thread != threading.get_ident() and not rx.detached:
-        _check_thread(rx.driver)
+    _check_owner(sock)
     if sock._recv_conflict.held:
         raise trio.BusyResourceError(
             "this socket's receive side is in use: another task is receiving from it, or another "
@@ -827,13 +832,27 @@ def _hand_to_run(
                 rx.close()
         finally:
             if sock is not None:
-                sock.close()
+                try:
+                    UringSocket._notify_closing(sock.fileno())  # its queued and in-flight ops
+                finally:
+                    sock.close()
 
     try:
         token.run_sync_soon(stop)
     except trio.RunFinishedError:
         return False
     return True
+
+
+def _check_owner(sock: UringSocket) -> None:
+    """Refuse a socket a live run in another thread uses: its receiver's run or, while it has
+    no live one (no receive had to wait yet: see ``_stream_recv``), its cached driver's run."""
+    rx = sock._rx
+    if rx is not None and not rx.driver.closed:
+        if rx.thread != threading.get_ident():
+            _check_thread(rx.driver)
+    elif sock._driver is not None:
+        _check_thread(sock._driver)
 
 
 def _check_thread(driver: OpDriver) -> None:

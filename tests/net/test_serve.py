@@ -318,14 +318,28 @@ def test_a_live_run_in_another_thread_that_read_without_waiting_still_owns_the_s
     assert not errors, errors
 
 
-@pytest.mark.parametrize("received", [True, False], ids=["read-without-waiting", "never-read"])
-def test_close_from_another_thread_never_sends_to_the_connection_reusing_the_number(received: bool) -> None:
+@pytest.mark.parametrize(
+    ("received", "accepted"),
+    [(True, False), (False, False), (True, True)],
+    ids=["read-without-waiting", "never-read", "accepted-read-without-waiting"],
+)
+def test_close_from_another_thread_never_sends_to_the_connection_reusing_the_number(
+    received: bool, accepted: bool
+) -> None:
     """A stream without a receiver (its reads never waited, or it never read) closed from
     another thread while its run has a ring send queued: the close is handed to that run, so
-    the number cannot be reused before the send went out (or was withdrawn)."""
+    the number cannot be reused before the send went out (or was withdrawn). ``accepted``: the
+    stream came from a listener's accept, which gives it the run it was accepted in."""
 
     async def main() -> None:
-        client, server = tcp_pair()
+        if accepted:
+            listeners = await trio_uring.open_tcp_listeners(0, host="127.0.0.1")
+            port = listeners[0].socket.getsockname()[1]
+            client = UringSocketStream(from_stdlib_socket(stdsocket.create_connection(("127.0.0.1", port))))
+            server = await listeners[0].accept()
+            await listeners[0].aclose()
+        else:
+            client, server = tcp_pair()
         stream = server.socket
         fd = stream.fileno()
         if received:

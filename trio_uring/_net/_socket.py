@@ -420,7 +420,8 @@ class UringSocket(trio.socket.SocketType):
         lsock = self._sock
         new = _stdlib.socket(_raw_family(lsock), _raw_type(lsock) | _NONBLOCK, lsock.proto, fileno=res)
         accepted = UringSocket(new, tcp_tuned=self.tcp_tuned)
-        accepted._driver = d  # accepted in this run: its first receive and send need not look it up
+        # accepted in this run: its first receive and send need not look the run up
+        accepted._driver, accepted._token = d, self._token
         return accepted
 
     # ---- receive -----------------------------------------------------------------------------

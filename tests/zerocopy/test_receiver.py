@@ -417,6 +417,41 @@ def test_one_task_at_a_time_per_receiver(run: Runner) -> None:
     run(main)
 
 
+def test_async_for_takes_a_ready_lease_at_a_checkpoint_and_a_cancel_loses_none(run: Runner) -> None:
+    """``async for``'s fast path (a lease is there): a checkpoint per lease, Busy while another
+    task receives, and a cancel at that checkpoint leaves the lease for the next receive."""
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with rx_stream, open_zc_receiver(rx_stream, mode="copy") as rx:
+            await tx.send_all(b"zero")
+            with await rx.receive() as lease:  # the receive op is armed from here on
+                assert lease.tobytes() == b"zero"
+            await tx.send_all(b"first")
+            with trio.fail_after(5):
+                while not rx._ready:
+                    await trio.sleep(0.001)
+            with trio.CancelScope() as cs:
+                cs.cancel()
+                await rx.__anext__()  # cancelled at its checkpoint: nothing taken
+            assert cs.cancelled_caught and len(rx._ready) == 1
+            rx._receiving.held = True  # as while another task is in receive()
+            try:
+                with pytest.raises(trio.BusyResourceError):
+                    await rx.__anext__()
+            finally:
+                rx._receiving.held = False
+            with trio.testing.assert_checkpoints():
+                lease = await rx.__anext__()
+            with lease:
+                assert lease.tobytes() == b"first"
+            await tx.aclose()
+            with pytest.raises(StopAsyncIteration):
+                await rx.__anext__()
+
+    run(main)
+
+
 def test_a_mode_is_one_source_class_and_its_registration(monkeypatch: pytest.MonkeyPatch) -> None:
     """The receiver needs nothing of a mode but its ReceiveSource: a new one, registered,
     receives byte-exact, and every buffer it lent comes back through it."""

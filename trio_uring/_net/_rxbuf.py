@@ -64,8 +64,8 @@ _CONFIG: RunVar[tuple[int, int]] = RunVar("trio_uring_rx_config", default=(DEFAU
 def configure_receive_buffers(entries: int = DEFAULT_ENTRIES, buf_size: int = DEFAULT_BUF_SIZE) -> None:
     """Size this run's shared receive buffer ring (``entries`` buffers of ``buf_size``).
 
-    Call before the first socket receive of the run; afterwards the ring exists and this
-    raises ``RuntimeError``.
+    Call before the run's sockets receive: the ring is made when a receive first has to wait
+    for data, and from then on this raises ``RuntimeError``.
 
     :raises TypeError: ``entries`` or ``buf_size`` is not an int.
     :raises ValueError: ``entries`` is not a power of two up to 32768, or ``buf_size`` is not

@@ -261,10 +261,11 @@ class UringSocket(trio.socket.SocketType):
     def _notify_closing(fd: int) -> None:
         if fd >= 0:
             with contextlib.suppress(RuntimeError):  # outside a run nothing can be waiting
-                trio.lowlevel.notify_closing(fd)
+                trio.lowlevel.notify_closing(fd)  # UringIOManager's also cancels the fd's ops
                 driver = existing_driver()
-                if driver is not None:
-                    # by number, at the last moment the number still means this socket
+                if driver is not None and driver.reaped_by_task:
+                    # a plain trio.run: its IO manager knows nothing of our ring. By number,
+                    # at the last moment the number still means this socket.
                     driver.close_fd_ops(fd)
 
     def close(self) -> None:

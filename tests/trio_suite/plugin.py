@@ -30,7 +30,7 @@ def _counting_init(self: _io_manager.UringIOManager, *args: object, **kwargs: ob
 KNOWN_DIFFERENCES = {
     ("test_io.py", "test_io_manager_statistics"): (
         "asserts the backend name is epoll, windows or kqueue; ours reports io_uring "
-        "(its reader/writer counts are checked in tests/integration/test_io_manager.py)"
+        "(its reader/writer counts are checked in tests/core/test_io_manager.py)"
     ),
 }
 

@@ -6,6 +6,11 @@ and each layer costs about 0.4 µs on the benchmark machine, so the stream hot p
 the message themselves. The run loop treats it exactly as it treats trio's (a schedule point,
 counted in the task's ``_schedule_points`` as ``trio.testing.assert_checkpoints`` expects).
 A trio without that message keeps the public function.
+
+``RUN_CONTEXT`` is trio's per-thread run context (``RUN_CONTEXT.task`` is the current task),
+for hot paths that check cancellation inline instead of awaiting
+``trio.lowlevel.checkpoint_if_cancelled``; ``None`` on a trio without it, where they do not.
+``CHECKPOINT_MESSAGE`` is what such a path yields itself (``None`` likewise).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from typing import Any
 
 import trio
 
-__all__ = ["cancel_shielded_checkpoint"]
+__all__ = ["CHECKPOINT_MESSAGE", "RUN_CONTEXT", "cancel_shielded_checkpoint"]
 
 cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
+CHECKPOINT_MESSAGE: Any = None
+RUN_CONTEXT: Any = None
 
 try:
     from trio._core._traps import CancelShieldedCheckpoint as _MESSAGE
@@ -31,3 +38,9 @@ else:
         (yield _MESSAGE).unwrap()
 
     cancel_shielded_checkpoint = _yield_checkpoint
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT as RUN_CONTEXT
+    except ImportError:  # pragma: no cover - every supported trio has it
+        pass
+    else:
+        CHECKPOINT_MESSAGE = _MESSAGE

@@ -16,13 +16,16 @@ from typing import Any
 
 import trio
 
-from .._core._traps import cancel_shielded_checkpoint
+from .._core._counters import COUNTERS
+from .._core._traps import RUN_CONTEXT, cancel_shielded_checkpoint
 from .._core._waiter import Conflict
+from ._rxbuf import BULK_CHUNK, BULK_PATIENCE
 from ._socket import _NOSIGNAL, UringSocket, uring_sockets_for_call
 
 __all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
 
 DEFAULT_RECEIVE_SIZE = 65536
+Buffer = bytes | bytearray | memoryview
 _CLOSED_ERRNOS = {_errno.EBADF, _errno.ENOTSOCK}
 
 
@@ -58,7 +61,106 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         if not socket.tcp_tuned:
             _tune_tcp(socket)
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_all(self, data: Buffer) -> None:
+        """The hot path, flat as ``receive_some``'s: ``bytes`` sent whole by the direct ``send``.
+        What it leaves, other buffer types, a full socket, a ring send, a cancelled task and
+        errors to raise go to ``_send_all``."""
+        conflict = self._send_conflict
+        if type(data) is bytes and data and not conflict.held and RUN_CONTEXT is not None:
+            sock = self.socket
+            d = sock._driver
+            if (
+                d is not None
+                and not d.send_ring
+                and not d.closed
+                and not sock._did_shutdown_SHUT_WR
+                and d.thread == _get_ident()
+            ):
+                try:
+                    task = RUN_CONTEXT.task
+                except AttributeError:
+                    task = None
+                if (
+                    task is not None
+                    and not task._cancel_status.effectively_cancelled
+                    and not (task is task._runner.main_task and task._runner.ki_pending)
+                ):
+                    try:
+                        sent = sock._sock.send(data, _NOSIGNAL)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError as exc:
+                        raise _stream_error(exc) from exc
+                    if sent == len(data):
+                        task._cancel_points += 1
+                        conflict.held = True
+                        try:
+                            await cancel_shielded_checkpoint()
+                        finally:
+                            conflict.held = False
+                        return
+                    data = memoryview(data)[sent:]
+        return await self._send_all(data)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """The hot path, flat: the cancellation check inline (trio's ``checkpoint_if_cancelled``,
+        read from the run context: see ``_traps``) and no socket method in between. It takes
+        what is already there — the socket's next bytes with a plain ``recv``, or chunks the
+        multishot recv queued — and leaves everything else (waiting, spilled or carried bytes,
+        another run's socket, a cancelled task, errors to raise) to ``_receive_some``, which
+        does the same work the general way. An echo round trip runs this and ``send_all``'s
+        flat path once each."""
+        sock = self.socket
+        n = DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
+        conflict = sock._recv_conflict
+        d = sock._driver
+        if (
+            type(n) is int
+            and n > 0
+            and not conflict.held
+            and d is not None
+            and not d.closed
+            and not d.reaped_by_task
+            and d.thread == _get_ident()
+            and RUN_CONTEXT is not None
+        ):
+            try:
+                task = RUN_CONTEXT.task
+            except AttributeError:  # not in a trio run: the general path says so
+                task = None
+            if (
+                task is not None
+                and not task._cancel_status.effectively_cancelled
+                and not (task is task._runner.main_task and task._runner.ki_pending)
+            ):
+                rx = sock._rx
+                data: bytes | None = None
+                if rx is None:
+                    try:
+                        data = sock._sock.recv(n)
+                    except BlockingIOError:
+                        pass  # empty: the general path arms the multishot recv and waits
+                    except OSError as exc:
+                        raise _stream_error(exc) from exc
+                    else:
+                        COUNTERS.bytes_plain_recv += len(data)
+                        if len(data) >= BULK_CHUNK and (rx := sock._receiver()) is not None:
+                            rx.bulk = BULK_PATIENCE  # as _recv_direct: a bulk stream
+                elif rx._chunks and rx.thread == d.thread and not rx.detached:
+                    data = rx.take(n)
+                    COUNTERS.bytes_multishot += len(data)
+                if data is not None:
+                    task._cancel_points += 1  # as checkpoint_if_cancelled
+                    conflict.held = True
+                    try:
+                        await cancel_shielded_checkpoint()
+                    finally:
+                        conflict.held = False
+                    return data
+        return await self._receive_some(max_bytes)
+
+    async def _send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """``send_all`` the general way: the flat path's fallback."""
         sock = self.socket
         if sock._did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
@@ -67,20 +169,6 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError(conflict.msg)
         conflict.held = True
         try:
-            if type(data) is bytes and data:
-                # The hot path, flat: the direct send of the socket's ``send``, which usually
-                # takes all of it; what it leaves (or a ring send) goes the general way below.
-                await trio.lowlevel.checkpoint_if_cancelled()
-                d = sock._driver
-                if d is not None and not d.send_ring and not d.closed and d.thread == _get_ident():
-                    try:
-                        sent = sock._sock.send(data, _NOSIGNAL)
-                    except BlockingIOError:
-                        sent = 0
-                    if sent == len(data):
-                        await cancel_shielded_checkpoint()
-                        return
-                    data = memoryview(data)[sent:]
             with memoryview(data) as view:
                 size = view.nbytes
                 if not size:
@@ -114,7 +202,8 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
             with _stream_errors():
                 self.socket.shutdown(_stdlib.SHUT_WR)
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def _receive_some(self, max_bytes: int | None = None) -> bytes:
+        """``receive_some`` the general way: the flat path's fallback."""
         if max_bytes is None:
             max_bytes = DEFAULT_RECEIVE_SIZE
         elif not isinstance(max_bytes, int) or isinstance(max_bytes, bool):

@@ -30,7 +30,7 @@ from .._core._errors import errno_error
 from .._core._ops import MultishotOp, OpDriver
 from .._core._plain import current_driver
 from .._core._ring import CQE_F_MORE
-from .._core._traps import cancel_shielded_checkpoint
+from .._core._traps import cancel_shielded_checkpoint, proceed_uncancelled
 from .._core._waiter import Conflict, Waiter
 from .._net._socket import ReceiveSide, claim_receive_side
 from .._net._worker import worker_zc_queue
@@ -188,11 +188,11 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         """A checkpoint; if nothing is ready, sleep until something is (or the end)."""
         if self._closed:
             raise trio.ClosedResourceError("this zero-copy receiver is closed")
-        if self._ready:
+        if not proceed_uncancelled():
             await trio.lowlevel.checkpoint_if_cancelled()
+        if self._ready:
             await cancel_shielded_checkpoint()
             return
-        await trio.lowlevel.checkpoint_if_cancelled()
         if not self._eof and self._error is None and not self._side.closed:
             self._arm()
             await self._waiter.park()
@@ -237,7 +237,8 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         if self._ready and not receiving.held and not self._closed:
             receiving.held = True
             try:
-                await trio.lowlevel.checkpoint_if_cancelled()
+                if not proceed_uncancelled():
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 await cancel_shielded_checkpoint()
                 if self._ready and not self._closed:
                     return self._ready.popleft()

@@ -440,6 +440,20 @@ class UringSocket(trio.socket.SocketType):
             rx = self._rx = StreamReceiver(fd, carry=rx)  # what an earlier run kept comes first
         return rx
 
+    def _mark_bulk(self) -> None:
+        """A plain recv read ``BULK_CHUNK`` or more: a bulk stream (as ``_recv_direct``).
+
+        Only a hint, given after the bytes left the socket: when the receiver cannot be made
+        now (the run's buffer ring: memory, the kernel's refusal) the bytes are handed out
+        all the same, and the next receive that has to wait raises the error.
+        """
+        try:
+            rx = self._receiver()
+        except (OSError, MemoryError):
+            return
+        if rx is not None:
+            rx.bulk = BULK_PATIENCE
+
     def _carried(self, buflen: int) -> bytes | None:
         """Without io_uring in this run: what an earlier run's receiver kept comes first."""
         rx = self._rx
@@ -484,8 +498,8 @@ class UringSocket(trio.socket.SocketType):
                             return data
                     else:
                         COUNTERS.bytes_plain_recv += len(data)
-                        if len(data) >= BULK_CHUNK and (rx := self._receiver()) is not None:
-                            rx.bulk = BULK_PATIENCE  # as _recv_direct: a bulk stream
+                        if len(data) >= BULK_CHUNK:
+                            self._mark_bulk()
                         await cancel_shielded_checkpoint()
                         return data
                 rx = self._rx

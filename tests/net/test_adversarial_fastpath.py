@@ -130,7 +130,8 @@ def test_multishot_chunks_then_plain_bytes_keep_order() -> None:
     _in_task(body)
 
 
-def test_carried_bytes_come_first_in_a_later_run() -> None:
+@pytest.mark.parametrize("later", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
+def test_carried_bytes_come_first_in_a_later_run(later: Any) -> None:
     stream, peer = _pair()
     with stream.socket, peer:
 
@@ -151,7 +152,7 @@ def test_carried_bytes_come_first_in_a_later_run() -> None:
             peer.send(b"new")
             assert await _drain(stream, 10) == b"carriednew"
 
-        _in_task(second)
+        _in_task(second, later)
 
 
 def test_zc_receiver_given_back_bytes_come_first() -> None:
@@ -609,7 +610,7 @@ def test_random_interleaving_keeps_every_byte_in_order(seed: int, runner: Any) -
 
         with stream.socket, peer, trio.fail_after(20):
             for _ in range(150):
-                op = rnd.randrange(7)
+                op = rnd.randrange(8)
                 if op == 0:
                     send(rnd.choice([1, 5, 300, 2000, 20000, 70000]))
                 elif op == 1 and len(got) < len(sent):
@@ -633,6 +634,9 @@ def test_random_interleaving_keeps_every_byte_in_order(seed: int, runner: Any) -
                     buf = bytearray(rnd.choice([1, 40, 4000]))
                     n = await stream.socket.recv_into(buf)
                     got.extend(buf[:n])
+                elif op == 7:  # cancelled before, or while waiting: takes nothing or hands it out
+                    with trio.move_on_after(rnd.choice([0, 0.0005])):
+                        got.extend(await stream.receive_some(rnd.choice([2, 500, 65536])))
                 assert bytes(got) == bytes(sent[: len(got)])
             while len(got) < len(sent):
                 got.extend(await stream.receive_some())

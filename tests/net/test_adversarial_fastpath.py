@@ -15,6 +15,7 @@ import trio.testing
 
 import trio_uring
 import trio_uring._net._rxbuf as rxbuf
+import trio_uring._net._socket as sockmod
 import trio_uring._net._stream as mod
 from trio_uring import UringSocketStream
 from trio_uring.socket import configure_receive_buffers, from_stdlib_socket
@@ -153,6 +154,31 @@ def test_carried_bytes_come_first_in_a_later_run(later: Any) -> None:
             assert await _drain(stream, 10) == b"carriednew"
 
         _in_task(second, later)
+
+
+def test_peek_in_a_run_without_io_uring_sees_carried_bytes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pre-existing (general path, not df95230): in a run where io_uring is unavailable,
+    ``recv(MSG_PEEK)`` peeked the kernel socket past the bytes an earlier run's receiver
+    kept, which the next ``receive_some`` then returned first."""
+    stream, peer = _pair()
+    with stream.socket, peer:
+
+        async def first() -> None:
+            await _warm(stream, peer)
+            await _arm(stream, peer)
+            peer.send(b"carried")
+            await _until_chunks(stream)
+
+        _in_task(first)
+        monkeypatch.setattr(sockmod, "driver_or_none", lambda: None)
+        peer.send(b"NEW")
+
+        async def second() -> None:
+            with trio.fail_after(5):
+                assert await stream.socket.recv(7, stdsocket.MSG_PEEK) == b"carried"
+                assert await _drain(stream, 10) == b"carriedNEW"
+
+        _in_task(second, trio.run)
 
 
 def test_zc_receiver_given_back_bytes_come_first() -> None:

@@ -454,12 +454,13 @@ class UringSocket(trio.socket.SocketType):
         if rx is not None:
             rx.bulk = BULK_PATIENCE
 
-    def _carried(self, buflen: int) -> bytes | None:
+    def _carried(self, buflen: int, *, peek: bool = False) -> bytes | None:
         """Without io_uring in this run: what an earlier run's receiver kept comes first."""
         rx = self._rx
         if rx is None or not rx.detached or not rx.ready:
             return None
-        return rx.take(buflen)  # detached: only its own memory (the spill) holds data
+        # detached: only its own memory (the spill) holds data
+        return rx.peek(buflen) if peek else rx.take(buflen)
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         if not self._is_stream:
@@ -559,7 +560,7 @@ class UringSocket(trio.socket.SocketType):
         await trio.lowlevel.checkpoint_if_cancelled()
         rx = self._receiver()
         sys_flags = flags & ~_WAITALL
-        if rx is None and not flags & _PEEK and (carried := self._carried(buflen)) is not None:
+        if rx is None and (carried := self._carried(buflen, peek=bool(flags & _PEEK))) is not None:
             await cancel_shielded_checkpoint()
             return carried
         if rx is None or rx.idle:

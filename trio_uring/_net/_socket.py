@@ -440,12 +440,27 @@ class UringSocket(trio.socket.SocketType):
             rx = self._rx = StreamReceiver(fd, carry=rx)  # what an earlier run kept comes first
         return rx
 
-    def _carried(self, buflen: int) -> bytes | None:
+    def _mark_bulk(self) -> None:
+        """A plain recv read ``BULK_CHUNK`` or more: a bulk stream (as ``_recv_direct``).
+
+        Only a hint, given after the bytes left the socket: when the receiver cannot be made
+        now (the run's buffer ring: memory, the kernel's refusal) the bytes are handed out
+        all the same, and the next receive that has to wait raises the error.
+        """
+        try:
+            rx = self._receiver()
+        except (OSError, MemoryError):
+            return
+        if rx is not None:
+            rx.bulk = BULK_PATIENCE
+
+    def _carried(self, buflen: int, *, peek: bool = False) -> bytes | None:
         """Without io_uring in this run: what an earlier run's receiver kept comes first."""
         rx = self._rx
         if rx is None or not rx.detached or not rx.ready:
             return None
-        return rx.take(buflen)  # detached: only its own memory (the spill) holds data
+        # detached: only its own memory (the spill) holds data
+        return rx.peek(buflen) if peek else rx.take(buflen)
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
         if not self._is_stream:
@@ -484,8 +499,8 @@ class UringSocket(trio.socket.SocketType):
                             return data
                     else:
                         COUNTERS.bytes_plain_recv += len(data)
-                        if len(data) >= BULK_CHUNK and (rx := self._receiver()) is not None:
-                            rx.bulk = BULK_PATIENCE  # as _recv_direct: a bulk stream
+                        if len(data) >= BULK_CHUNK:
+                            self._mark_bulk()
                         await cancel_shielded_checkpoint()
                         return data
                 rx = self._rx
@@ -545,7 +560,7 @@ class UringSocket(trio.socket.SocketType):
         await trio.lowlevel.checkpoint_if_cancelled()
         rx = self._receiver()
         sys_flags = flags & ~_WAITALL
-        if rx is None and not flags & _PEEK and (carried := self._carried(buflen)) is not None:
+        if rx is None and (carried := self._carried(buflen, peek=bool(flags & _PEEK))) is not None:
             await cancel_shielded_checkpoint()
             return carried
         if rx is None or rx.idle:

@@ -19,7 +19,7 @@ import trio
 from .._core._counters import COUNTERS
 from .._core._traps import RUN_CONTEXT, cancel_shielded_checkpoint
 from .._core._waiter import Conflict
-from ._rxbuf import BULK_CHUNK, BULK_PATIENCE
+from ._rxbuf import BULK_CHUNK
 from ._socket import _NOSIGNAL, UringSocket, uring_sockets_for_call
 
 __all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
@@ -144,8 +144,8 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
                         raise _stream_error(exc) from exc
                     else:
                         COUNTERS.bytes_plain_recv += len(data)
-                        if len(data) >= BULK_CHUNK and (rx := sock._receiver()) is not None:
-                            rx.bulk = BULK_PATIENCE  # as _recv_direct: a bulk stream
+                        if len(data) >= BULK_CHUNK:
+                            sock._mark_bulk()  # never loses the bytes read (see there)
                 elif rx._chunks and rx.thread == d.thread and not rx.detached:
                     data = rx.take(n)
                     COUNTERS.bytes_multishot += len(data)

@@ -63,8 +63,8 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data: Buffer) -> None:
         """The hot path, flat as ``receive_some``'s: ``bytes`` sent whole by the direct ``send``.
-        What it leaves, other buffer types, a full socket, a ring send, a cancelled task and
-        errors to raise go to ``_send_all``."""
+        A socket error is mapped as the general path maps it; what the send leaves, other
+        buffer types, a full socket, a ring send and a cancelled task go to ``_send_all``."""
         conflict = self._send_conflict
         if type(data) is bytes and data and not conflict.held and RUN_CONTEXT is not None:
             sock = self.socket
@@ -106,10 +106,10 @@ class UringSocketStream(trio.abc.HalfCloseableStream):
         """The hot path, flat: the cancellation check inline (trio's ``checkpoint_if_cancelled``,
         read from the run context: see ``_traps``) and no socket method in between. It takes
         what is already there — the socket's next bytes with a plain ``recv``, or chunks the
-        multishot recv queued — and leaves everything else (waiting, spilled or carried bytes,
-        another run's socket, a cancelled task, errors to raise) to ``_receive_some``, which
-        does the same work the general way. An echo round trip runs this and ``send_all``'s
-        flat path once each."""
+        multishot recv queued — and maps a socket error as the general path does; it leaves
+        everything else (waiting, spilled or carried bytes, another run's socket, a cancelled
+        task, a queued error) to ``_receive_some``, which does the same work the general way.
+        An echo round trip runs this and ``send_all``'s flat path once each."""
         sock = self.socket
         n = DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
         conflict = sock._recv_conflict

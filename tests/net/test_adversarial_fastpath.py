@@ -18,6 +18,7 @@ import trio_uring._net._rxbuf as rxbuf
 import trio_uring._net._socket as sockmod
 import trio_uring._net._stream as mod
 from trio_uring import UringSocketStream
+from trio_uring._core import _traps
 from trio_uring.socket import configure_receive_buffers, from_stdlib_socket
 
 
@@ -238,7 +239,7 @@ def test_bulk_then_small_bytes_keep_order() -> None:
 
 def _hook_checkpoint(monkeypatch: pytest.MonkeyPatch, hook: Callable[[], Awaitable[None]]) -> list[int]:
     """Run ``hook`` (shielded) inside the flat paths' checkpoint, while they hold the conflict."""
-    real = mod.cancel_shielded_checkpoint
+    real = _traps.cancel_shielded_checkpoint
     calls = [0]
 
     async def hooked() -> None:
@@ -289,11 +290,12 @@ def test_send_side_refused_during_flat_send_checkpoint(monkeypatch: pytest.Monke
     stream, peer = _pair()
 
     async def other() -> None:
-        for name, call in (
+        calls: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
             ("send_all", lambda: stream.send_all(b"2")),
             ("send_eof", stream.send_eof),
             ("wait", stream.wait_send_all_might_not_block),
-        ):
+        )
+        for name, call in calls:
             try:
                 await call()
             except trio.BusyResourceError:
@@ -409,7 +411,7 @@ def test_ki_pending_in_main_task_is_delivered_not_data() -> None:
             await _warm(stream, peer)
             peer.send(b"keep")
             task = trio.lowlevel.current_task()
-            runner = task._runner  # type: ignore[attr-defined]
+            runner = task._runner
             runner.ki_pending = True
             with pytest.raises(KeyboardInterrupt):
                 await stream.receive_some()

@@ -52,7 +52,7 @@ async def main(mib: int, interface: str | None) -> None:
     dt = time.perf_counter() - t0
     print(
         f"zero-copy receive, mode {st.mode!r}: {mib} MiB in {dt:.2f}s ({mib / dt:,.0f} MiB/s), "
-        f"{st.completions} leases, all returned: {st.refills == st.completions}, "
+        f"{st.leases} leases, all returned: {st.refills == st.leases}, "
         f"bytes exact: {got.digest() == expected}"
     )
     if st.fallback_reason:

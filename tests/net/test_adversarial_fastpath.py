@@ -320,38 +320,34 @@ def test_send_side_refused_during_flat_send_checkpoint(monkeypatch: pytest.Monke
     _in_task(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pre-existing (before df95230, general path): a send from another thread's live run "
-    "goes through while it fits, and when the socket is full raises BusyResourceError after "
-    "part of the data was written",
-)
-def test_send_from_another_threads_run_is_all_or_nothing() -> None:
+def test_send_from_another_threads_run_is_refused_before_any_byte() -> None:
+    """A socket belongs to one run at a time: a send from another thread's live run is refused
+    as its receive is, before a byte is written. It used to write what fit, then be refused
+    on the owning run's ring when the socket was full: half a message out."""
+
     async def body() -> None:
         stream, peer = _pair()
         with stream.socket, peer:
             await _warm(stream, peer)
             outcome: list[Any] = []
 
-            def other() -> None:
+            def other(size: int) -> None:
                 async def use() -> None:
                     try:
                         with trio.fail_after(5):
-                            await stream.send_all(b"x" * (8 << 20))
+                            await stream.send_all(b"x" * size)
                     except trio.BusyResourceError:
                         outcome.append("busy")
 
                 trio_uring.run(use)
 
-            await trio.to_thread.run_sync(other)
-            written = 0
-            while True:
-                try:
-                    written += len(peer.recv(1 << 20))
-                except BlockingIOError:
-                    break
-            # refused (as its receive is) before anything is written — not half a message
-            assert outcome == ["busy"] and written == 0, (outcome, written)
+            for size in (1, 8 << 20):  # one that fits, one that never would
+                await trio.to_thread.run_sync(other, size)
+            with pytest.raises(BlockingIOError):
+                peer.recv(1 << 20)  # not a byte
+            assert outcome == ["busy", "busy"]
+            await stream.send_all(b"owner")  # the owning run's stream works on
+            assert peer.recv(10) == b"owner"
 
     _in_task(body)
 

@@ -345,7 +345,7 @@ def test_teardown_while_leases_are_out(nic: Nic) -> None:
     assert all(lease.released for lease in held)
     with pytest.raises(ValueError, match="released"):
         held[0].data  # noqa: B018 - the access is the test
-    assert stats[1].leases_out == 0 and stats[1].refills == stats[1].completions
+    assert stats[1].leases_out == 0 and stats[1].refills == stats[1].leases
     assert nic.bound_queues() == []
 
 
@@ -395,11 +395,11 @@ def test_scope_exit_returns_every_buffer(nic: Nic) -> None:
     first, second = out
     print(f"\nscope exit with 16 leases out: {first}\nthen: {second}")
     assert h.digest() == digest(total, 41)
-    assert first.leases_out == 0 and first.refills == first.completions
+    assert first.leases_out == 0 and first.refills == first.leases
     # what the first receiver had received but not handed out went back to the stream and
     # reaches the second as one lease that is a copy in user memory: no buffer to give back
     handed_back = 1 if first.completions > 16 else 0
-    assert second.leases_out == 0 and second.refills == second.completions - handed_back
+    assert second.leases_out == 0 and second.refills == second.leases - handed_back
 
 
 # ---- bulk data through the simulated DMA ---------------------------------------------------------

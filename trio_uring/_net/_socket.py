@@ -672,8 +672,12 @@ class UringSocket(trio.socket.SocketType):
         d = self._driver
         if d is None or d.closed:
             d = self._run_driver()
-        if d is not None and d.send_ring and d.thread != threading.get_ident():
-            d = existing_driver()  # another thread's run chose ring sends: this run decides here
+        elif d.thread != threading.get_ident():
+            # Another thread's live run uses this socket: refused before a byte is written, as
+            # its receive side is (a direct send wrote what fit, then the wait for room was
+            # refused; a send on this run's ring could reach a new socket reusing the fd
+            # number if the owning run closed it meanwhile).
+            _check_thread(d)
         if d is None or not d.send_ring:
             try:
                 n = self._sock.send(data, int(flags) | _NOSIGNAL)

@@ -1,4 +1,4 @@
-"""Buffer leases: one completion's bytes on loan from the kernel, and the exports rule.
+"""Buffer leases: received bytes on loan from the kernel, and the exports rule.
 
 A released lease's view is released too, so reading through it raises instead of showing
 bytes the kernel wrote later. If the memory is still exported elsewhere (a numpy array made
@@ -24,7 +24,8 @@ class LeaseOwner(Protocol):
 
 
 class Lease:
-    """One completion's bytes, on loan from the kernel until :meth:`release`."""
+    """Received bytes in one buffer (a completion's, or consecutive ones'), on loan from the
+    kernel until :meth:`release`."""
 
     __slots__ = ("_exporter", "_key", "_owner", "_released", "_rx", "_view", "nbytes")
 

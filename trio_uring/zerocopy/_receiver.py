@@ -54,8 +54,11 @@ class ReceiverStatistics:
     mode: str
     #: Bytes delivered as leases.
     bytes: int = 0
-    #: Data completions, one lease each.
+    #: Data completions. Each is a lease, or joins the last queued lease when the kernel
+    #: appended to the same buffer right after it (copy mode, a consumer that lags).
     completions: int = 0
+    #: Leases delivered: every one goes back as one refill.
+    leases: int = 0
     #: Leases handed out and not yet released.
     leases_out: int = 0
     #: Buffers given back to the kernel (refill entries, or buffer-ring re-adds).
@@ -97,7 +100,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         self._resume_at = 0  # after running dry, re-arm once this few leases are still out
         self._fallback_reason = fallback_reason
         # counters as plain ints (the hot path); statistics() makes the public snapshot
-        self._bytes = self._completions = self._refills = self._high_water = self._rearms = 0
+        self._bytes = self._completions = self._leases = self._refills = self._high_water = self._rearms = 0
         self._zombie_hook = False  # _check_zombies is a pre_enter hook
 
     # ---- the receive op --------------------------------------------------------------------------
@@ -113,11 +116,22 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         """A completion's lease (called by the source): queue it for the consumer."""
         self._bytes += lease.nbytes
         self._completions += 1
+        self._leases += 1
         self._ready.append(lease)
         out = self._out
         out.add(lease)
         if len(out) > self._high_water:  # noqa: PLR1730 - a compare, not a call, per completion
             self._high_water = len(out)
+
+    def _extend_last(self, lease: Lease, nbytes: int) -> None:
+        """A completion joined to the last queued lease (called by the source): ``lease``, its
+        bytes and ``nbytes`` more, replaces that one, which nobody was handed."""
+        old = self._ready[-1]
+        self._ready[-1] = lease
+        self._out.discard(old)
+        self._out.add(lease)
+        self._bytes += nbytes
+        self._completions += 1
 
     def _after_cqe(self, res: int, flags: int) -> None:
         """The op's end (no ``CQE_F_MORE``), or a completion while a task waits."""
@@ -286,6 +300,7 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
             mode=self.mode,
             bytes=self._bytes,
             completions=self._completions,
+            leases=self._leases,
             leases_out=len(self._out),
             refills=self._refills,
             high_water=self._high_water,

@@ -673,11 +673,14 @@ class UringSocket(trio.socket.SocketType):
         if d is None or d.closed:
             d = self._run_driver()
         elif d.thread != threading.get_ident():
-            # Another thread's live run uses this socket: refused before a byte is written, as
-            # its receive side is (a direct send wrote what fit, then the wait for room was
-            # refused; a send on this run's ring could reach a new socket reusing the fd
-            # number if the owning run closed it meanwhile).
-            _check_thread(d)
+            # Another thread's live run uses this socket: this run sends the way trio's sockets
+            # do (try, wait for readiness, try again). The whole message goes — the wait for
+            # room used to be refused on the owner's ring after part of it was written — and
+            # no queued SQE carries the fd number, which the owner closing the socket could
+            # hand to a new socket meanwhile.
+            return await self._nonblocking(
+                lambda: self._sock.send(data, int(flags) | _NOSIGNAL), self.wait_writable
+            )
         if d is None or not d.send_ring:
             try:
                 n = self._sock.send(data, int(flags) | _NOSIGNAL)

@@ -5,10 +5,11 @@ Shared fixtures (``run``, ``ring``, ``no_fd_leak``) are in ``tests/conftest.py``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import socket as stdsocket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from trio_uring import UringSocketStream
@@ -32,6 +33,49 @@ def tcp_pair() -> tuple[UringSocketStream, UringSocketStream]:
         c = stdsocket.create_connection(lsock.getsockname())
         s, _ = lsock.accept()
     return UringSocketStream(from_stdlib_socket(c)), UringSocketStream(from_stdlib_socket(s))
+
+
+def stream_and_peer() -> tuple[UringSocketStream, stdsocket.socket]:
+    """An io_uring stream over one end of a Unix socketpair; the other end, non-blocking, is the
+    test's peer (plain syscalls, nothing of ours in between)."""
+    a, b = stdsocket.socketpair()
+    b.setblocking(False)
+    return UringSocketStream(from_stdlib_socket(a)), b
+
+
+async def warm(stream: UringSocketStream, peer: stdsocket.socket) -> None:
+    """One exchange each way: a socket's first use finds its run's ring (the streams' general
+    path), so the calls after it can take the flat one."""
+    import trio  # noqa: PLC0415 - the helpers above need no trio
+
+    peer.send(b"w")
+    with trio.fail_after(5):
+        assert await stream.receive_some() == b"w"
+    await stream.send_all(b"w")
+    assert peer.recv(10) == b"w"
+
+
+@contextlib.asynccontextmanager
+async def warm_stream_and_peer() -> AsyncIterator[tuple[UringSocketStream, stdsocket.socket]]:
+    """:func:`stream_and_peer` after :func:`warm`; both closed at the end."""
+    stream, peer = stream_and_peer()
+    with stream.socket, peer:
+        await warm(stream, peer)
+        yield stream, peer
+
+
+def in_child_task(fn: Callable[[], Awaitable[None]], runner: Runner | None = None) -> None:
+    """Runs ``fn`` in a child task (as a server's handlers run), under ``runner``
+    (``trio_uring.run`` by default)."""
+    import trio  # noqa: PLC0415
+
+    import trio_uring  # noqa: PLC0415
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fn)
+
+    (runner or trio_uring.run)(main)
 
 
 async def receive_exactly(stream: Any, n: int, *, timeout: float = 5, max_bytes: int | None = None) -> bytes:

@@ -21,14 +21,10 @@ from trio_uring import UringSocketStream
 from trio_uring._core import _traps
 from trio_uring.socket import configure_receive_buffers, from_stdlib_socket
 
-
-def _pair() -> tuple[UringSocketStream, stdsocket.socket]:
-    a, b = stdsocket.socketpair()
-    b.setblocking(False)
-    return UringSocketStream(from_stdlib_socket(a)), b
+from .._util import in_child_task, stream_and_peer, warm, warm_stream_and_peer
 
 
-def _tcp_pair() -> tuple[UringSocketStream, stdsocket.socket]:
+def _tcp_stream_and_peer() -> tuple[UringSocketStream, stdsocket.socket]:
     with stdsocket.socket() as lsock:
         lsock.bind(("127.0.0.1", 0))
         lsock.listen()
@@ -36,14 +32,6 @@ def _tcp_pair() -> tuple[UringSocketStream, stdsocket.socket]:
         s, _ = lsock.accept()
     s.setblocking(False)
     return UringSocketStream(from_stdlib_socket(c)), s
-
-
-async def _warm(stream: UringSocketStream, peer: stdsocket.socket) -> None:
-    peer.send(b"w")
-    with trio.fail_after(5):
-        assert await stream.receive_some() == b"w"
-    await stream.send_all(b"w")
-    assert peer.recv(10) == b"w"
 
 
 async def _arm(stream: UringSocketStream, peer: stdsocket.socket) -> None:
@@ -63,6 +51,19 @@ async def _until_chunks(stream: UringSocketStream) -> None:
             await trio.sleep(0.001)
 
 
+def _carry(stream: UringSocketStream, peer: stdsocket.socket, data: bytes) -> None:
+    """A run that leaves ``data`` queued in the stream's receiver when it ends (kept for the
+    next run in the socket's own memory)."""
+
+    async def first() -> None:
+        await warm(stream, peer)
+        await _arm(stream, peer)
+        peer.send(data)
+        await _until_chunks(stream)
+
+    in_child_task(first)
+
+
 async def _drain(stream: UringSocketStream, n: int) -> bytes:
     got = bytearray()
     with trio.fail_after(5):
@@ -73,22 +74,12 @@ async def _drain(stream: UringSocketStream, n: int) -> bytes:
     return bytes(got)
 
 
-def _in_task(fn: Callable[[], Awaitable[None]], runner: Any = trio_uring.run) -> None:
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fn)
-
-    runner(main)
-
-
 # ---- ordering ---------------------------------------------------------------------------------
 
 
 def test_peek_then_receive_keeps_order() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             peer.send(b"abcdef")
             with trio.fail_after(5):
                 assert await stream.socket.recv(3, stdsocket.MSG_PEEK) == b"abc"
@@ -96,28 +87,24 @@ def test_peek_then_receive_keeps_order() -> None:
             peer.send(b"gh")
             assert await _drain(stream, 2) == b"gh"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_waitall_given_back_bytes_come_before_new_ones() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             peer.send(b"AB")
             with trio.move_on_after(0.05):
                 await stream.socket.recv(10, stdsocket.MSG_WAITALL)  # cancelled: gives back "AB"
             peer.send(b"CD")
             assert await _drain(stream, 4) == b"ABCD"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_multishot_chunks_then_plain_bytes_keep_order() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             await _arm(stream, peer)
             peer.send(b"12")
             await _until_chunks(stream)
@@ -129,21 +116,14 @@ def test_multishot_chunks_then_plain_bytes_keep_order() -> None:
                     got += await stream.receive_some(1)
             assert bytes(got) == b"1234"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 @pytest.mark.parametrize("later", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
 def test_carried_bytes_come_first_in_a_later_run(later: Any) -> None:
-    stream, peer = _pair()
+    stream, peer = stream_and_peer()
     with stream.socket, peer:
-
-        async def first() -> None:
-            await _warm(stream, peer)
-            await _arm(stream, peer)
-            peer.send(b"carried")
-            await _until_chunks(stream)
-
-        _in_task(first)
+        _carry(stream, peer, b"carried")
         rx = stream.socket._rx
         assert rx is not None and rx.detached and bytes(rx._spill) == b"carried"
 
@@ -154,23 +134,16 @@ def test_carried_bytes_come_first_in_a_later_run(later: Any) -> None:
             peer.send(b"new")
             assert await _drain(stream, 10) == b"carriednew"
 
-        _in_task(second, later)
+        in_child_task(second, later)
 
 
 def test_peek_in_a_run_without_io_uring_sees_carried_bytes_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pre-existing (general path, not df95230): in a run where io_uring is unavailable,
     ``recv(MSG_PEEK)`` peeked the kernel socket past the bytes an earlier run's receiver
     kept, which the next ``receive_some`` then returned first."""
-    stream, peer = _pair()
+    stream, peer = stream_and_peer()
     with stream.socket, peer:
-
-        async def first() -> None:
-            await _warm(stream, peer)
-            await _arm(stream, peer)
-            peer.send(b"carried")
-            await _until_chunks(stream)
-
-        _in_task(first)
+        _carry(stream, peer, b"carried")
         monkeypatch.setattr(sockmod, "driver_or_none", lambda: None)
         peer.send(b"NEW")
 
@@ -179,14 +152,14 @@ def test_peek_in_a_run_without_io_uring_sees_carried_bytes_first(monkeypatch: py
                 assert await stream.socket.recv(7, stdsocket.MSG_PEEK) == b"carried"
                 assert await _drain(stream, 10) == b"carriedNEW"
 
-        _in_task(second, trio.run)
+        in_child_task(second, trio.run)
 
 
 def test_zc_receiver_given_back_bytes_come_first() -> None:
     async def body() -> None:
-        stream, peer = _tcp_pair()
+        stream, peer = _tcp_stream_and_peer()
         with stream.socket, peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             peer.send(b"first")
             async with trio_uring.open_zc_receiver(stream, mode="copy") as zrx:
                 with trio.fail_after(5):
@@ -200,15 +173,15 @@ def test_zc_receiver_given_back_bytes_come_first() -> None:
             peer.send(b"-third")
             assert await _drain(stream, 12) == b"second-third"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_bulk_then_small_bytes_keep_order() -> None:
     async def body() -> None:
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         peer.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, 1 << 20)
         with stream.socket, peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             big = bytes(range(256)) * 256  # 64 KiB
             sent = 0
             total = bytearray()
@@ -231,7 +204,7 @@ def test_bulk_then_small_bytes_keep_order() -> None:
             expect = b"".join(big if i % 3 == 0 else bytes([i]) * 100 for i in range(40))
             assert bytes(total) == expect
 
-    _in_task(body)
+    in_child_task(body)
 
 
 # ---- conflicts ------------------------------------------------------------------------------------
@@ -255,7 +228,7 @@ def _hook_checkpoint(monkeypatch: pytest.MonkeyPatch, hook: Callable[[], Awaitab
 
 def test_zc_receiver_refused_during_flat_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     outcomes: list[Any] = []
-    stream, peer = _tcp_pair()
+    stream, peer = _tcp_stream_and_peer()
 
     async def other() -> None:
         try:
@@ -274,7 +247,7 @@ def test_zc_receiver_refused_during_flat_checkpoint(monkeypatch: pytest.MonkeyPa
 
     async def body() -> None:
         with stream.socket, peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             calls = _hook_checkpoint(monkeypatch, hook)
             peer.send(b"q")
             with trio.fail_after(5):
@@ -282,12 +255,12 @@ def test_zc_receiver_refused_during_flat_checkpoint(monkeypatch: pytest.MonkeyPa
             assert calls[0] == 1
             assert outcomes == ["zc-busy", "peek-busy", b"q"]
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_send_side_refused_during_flat_send_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     outcomes: list[str] = []
-    stream, peer = _pair()
+    stream, peer = stream_and_peer()
 
     async def other() -> None:
         calls: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
@@ -307,7 +280,7 @@ def test_send_side_refused_during_flat_send_checkpoint(monkeypatch: pytest.Monke
 
     async def body() -> None:
         with stream.socket, peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             calls = _hook_checkpoint(monkeypatch, hook)
             with trio.fail_after(5):
                 await stream.send_all(b"1")
@@ -317,7 +290,7 @@ def test_send_side_refused_during_flat_send_checkpoint(monkeypatch: pytest.Monke
             await stream.send_all(b"3")  # released: the stream sends on, not shut down
             assert peer.recv(10) == b"3"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_send_from_another_threads_run_goes_whole() -> None:
@@ -326,9 +299,7 @@ def test_send_from_another_threads_run_goes_whole() -> None:
     what fit, then be refused (BusyResourceError) on the owning run's ring: half a message."""
 
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             payload = bytes(range(256)) * (8 << 12)  # 8 MiB: far more than the socket holds
             errors: list[BaseException] = []
 
@@ -356,12 +327,12 @@ def test_send_from_another_threads_run_goes_whole() -> None:
             peer.send(b"after")  # the owning run's stream works on
             assert await stream.receive_some() == b"after"
 
-    _in_task(body)
+    in_child_task(body)
 
 
-@pytest.mark.parametrize("warm", [True, False], ids=["flat", "general"])
+@pytest.mark.parametrize("warm_first", [True, False], ids=["flat", "general"])
 def test_large_plain_read_is_not_lost_when_the_receiver_cannot_be_made(
-    monkeypatch: pytest.MonkeyPatch, warm: bool
+    monkeypatch: pytest.MonkeyPatch, warm_first: bool
 ) -> None:
     """A plain recv of ``BULK_CHUNK`` bytes or more makes the socket's receiver (bulk mode)
     after the bytes left the kernel; the run's buffer ring failing then (mmap, the kernel's
@@ -371,10 +342,10 @@ def test_large_plain_read_is_not_lost_when_the_receiver_cannot_be_made(
         raise MemoryError("could not map the buffers (injected)")
 
     async def body() -> None:
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         with stream.socket, peer:
-            if warm:
-                await _warm(stream, peer)  # the flat path reads next; else the general one
+            if warm_first:
+                await warm(stream, peer)  # the flat path reads next; else the general one
             monkeypatch.setattr(rxbuf, "BufferPool", no_pool)
             big = bytes(range(256)) * 80  # 20 KiB >= BULK_CHUNK
             peer.send(big)
@@ -388,20 +359,18 @@ def test_large_plain_read_is_not_lost_when_the_receiver_cannot_be_made(
             with trio.fail_after(5):
                 assert await stream.receive_some() == b"after"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_send_during_send_eof_and_send_after_eof() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             await stream.send_eof()
             with pytest.raises(trio.ClosedResourceError):
                 await stream.send_all(b"late")
             assert peer.recv(10) == b""
 
-    _in_task(body)
+    in_child_task(body)
 
 
 # ---- cancellation, KI ---------------------------------------------------------------------------
@@ -409,9 +378,7 @@ def test_send_during_send_eof_and_send_after_eof() -> None:
 
 def test_ki_pending_in_main_task_is_delivered_not_data() -> None:
     async def main() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             peer.send(b"keep")
             task = trio.lowlevel.current_task()
             runner = task._runner
@@ -430,9 +397,7 @@ def test_ki_pending_in_main_task_is_delivered_not_data() -> None:
 
 def test_cancel_while_in_checkpoint_keeps_bytes() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             peer.send(b"data")
             got: list[bytes] = []
             async with trio.open_nursery() as nursery:
@@ -446,7 +411,7 @@ def test_cancel_while_in_checkpoint_keeps_bytes() -> None:
                 nursery.cancel_scope.cancel()
             assert got == [b"data"]
 
-    _in_task(body)
+    in_child_task(body)
 
 
 # ---- runs, threads -----------------------------------------------------------------------------
@@ -454,9 +419,7 @@ def test_cancel_while_in_checkpoint_keeps_bytes() -> None:
 
 def test_plain_trio_run_receive_and_send() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             for i in range(20):
                 peer.send(b"m%d" % i)
                 with trio.fail_after(5):
@@ -464,14 +427,12 @@ def test_plain_trio_run_receive_and_send() -> None:
                 await stream.send_all(b"r%d" % i)
                 assert peer.recv(10) == b"r%d" % i
 
-    _in_task(body, trio.run)
+    in_child_task(body, trio.run)
 
 
 def test_other_threads_run_is_refused_while_ours_lives() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             peer.send(b"ours")
             errors: list[BaseException] = []
 
@@ -489,17 +450,17 @@ def test_other_threads_run_is_refused_while_ours_lives() -> None:
             assert [type(e) for e in errors] == [trio.BusyResourceError], errors
             assert await stream.receive_some() == b"ours"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_stream_moves_to_a_thread_run_after_ours() -> None:
-    stream, peer = _pair()
+    stream, peer = stream_and_peer()
     with stream.socket, peer:
 
         async def first() -> None:
-            await _warm(stream, peer)
+            await warm(stream, peer)
 
-        _in_task(first)
+        in_child_task(first)
         peer.send(b"t")
         out: list[Any] = []
 
@@ -522,7 +483,7 @@ def test_stream_moves_to_a_thread_run_after_ours() -> None:
 
 @pytest.mark.parametrize("how", ["close", "detach", "aclose"])
 def test_close_by_another_task_during_checkpoint(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    stream, peer = _pair()
+    stream, peer = stream_and_peer()
     fds: list[int] = []
 
     async def hook() -> None:
@@ -535,7 +496,7 @@ def test_close_by_another_task_during_checkpoint(monkeypatch: pytest.MonkeyPatch
 
     async def body() -> None:
         with peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             _hook_checkpoint(monkeypatch, hook)
             peer.send(b"last")
             with trio.fail_after(5):
@@ -547,14 +508,14 @@ def test_close_by_another_task_during_checkpoint(monkeypatch: pytest.MonkeyPatch
         for fd in fds:
             stdsocket.socket(fileno=fd).close()
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_detach_then_stream_is_closed() -> None:
     async def body() -> None:
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         with peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             fd = stream.socket.detach()
             try:
                 with pytest.raises(trio.ClosedResourceError):
@@ -564,14 +525,12 @@ def test_detach_then_stream_is_closed() -> None:
             finally:
                 stdsocket.socket(fileno=fd).close()
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_statistics_count_flat_reads() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             before = trio_uring.statistics()
             peer.send(b"12345")
             assert await stream.receive_some() == b"12345"
@@ -583,14 +542,12 @@ def test_statistics_count_flat_reads() -> None:
             assert after.bytes_plain_recv - before.bytes_plain_recv == 5
             assert after.bytes_multishot - before.bytes_multishot == 4  # "x" and "678"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_partial_sends_of_big_bytes_arrive_whole() -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             data = bytes(range(256)) * 8192  # 2 MiB
             expect = data + b"tail--end"
             got = bytearray()
@@ -611,7 +568,7 @@ def test_partial_sends_of_big_bytes_arrive_whole() -> None:
                     await stream.send_all(memoryview(b"--end"))
             assert bytes(got) == expect
 
-    _in_task(body)
+    in_child_task(body)
 
 
 @pytest.mark.parametrize("runner", [trio_uring.run, trio.run], ids=["trio_uring.run", "trio.run"])
@@ -623,7 +580,7 @@ def test_random_interleaving_keeps_every_byte_in_order(seed: int, runner: Any) -
 
     async def body() -> None:
         configure_receive_buffers(entries=8, buf_size=1024)
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         peer.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_SNDBUF, 1 << 20)
         sent = bytearray()
         got = bytearray()
@@ -673,4 +630,4 @@ def test_random_interleaving_keeps_every_byte_in_order(seed: int, runner: Any) -
                 got.extend(await stream.receive_some())
             assert bytes(got) == bytes(sent)
 
-    _in_task(body, runner)
+    in_child_task(body, runner)

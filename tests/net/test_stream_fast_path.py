@@ -4,7 +4,6 @@ themselves, and that they keep every promise of the general path they skip."""
 from __future__ import annotations
 
 import socket as stdsocket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,22 +12,8 @@ import trio.testing
 
 import trio_uring
 from trio_uring import UringSocketStream
-from trio_uring.socket import from_stdlib_socket
 
-
-def _pair() -> tuple[UringSocketStream, stdsocket.socket]:
-    a, b = stdsocket.socketpair()
-    b.setblocking(False)
-    return UringSocketStream(from_stdlib_socket(a)), b
-
-
-async def _warm(stream: UringSocketStream, peer: stdsocket.socket) -> None:
-    """One exchange: a socket's first use finds its run's ring (the general path), so the
-    calls after it can go flat."""
-    peer.send(b"w")
-    assert await stream.receive_some() == b"w"
-    await stream.send_all(b"w")
-    assert peer.recv(10) == b"w"
+from .._util import in_child_task, stream_and_peer, warm, warm_stream_and_peer
 
 
 def _count_general(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -49,22 +34,11 @@ def _count_general(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return calls
 
 
-def _in_task(fn: Callable[[], Awaitable[None]]) -> None:
-    """Runs ``fn`` in a child task under ``trio_uring.run`` (the main task is not special here,
-    but a server's handlers are children)."""
-
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fn)
-
-    trio_uring.run(main)
-
-
 def test_queued_bytes_and_whole_sends_take_the_flat_path(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _count_general(monkeypatch)
 
     async def body() -> None:
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         with stream.socket, peer:
             peer.send(b"hello")
             assert await stream.receive_some() == b"hello"  # the first use finds the run's ring
@@ -94,16 +68,14 @@ def test_queued_bytes_and_whole_sends_take_the_flat_path(monkeypatch: pytest.Mon
             assert await stream.receive_some() == b"o"
             assert calls["receive"] == 1
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_a_cancelled_task_neither_takes_nor_sends(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _count_general(monkeypatch)
 
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             calls.update(receive=0, send=0)
             peer.send(b"keep me")
             with trio.CancelScope() as scope:
@@ -117,13 +89,13 @@ def test_a_cancelled_task_neither_takes_nor_sends(monkeypatch: pytest.MonkeyPatc
             with pytest.raises(BlockingIOError):
                 peer.recv(10)
 
-    _in_task(body)
+    in_child_task(body)
 
 
 @pytest.mark.parametrize("op", ["receive", "send"])
 def test_a_second_task_during_the_flat_checkpoint_is_refused(op: str) -> None:
     async def body() -> None:
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         outcomes: list[str] = []
 
         async def one() -> None:
@@ -138,7 +110,7 @@ def test_a_second_task_during_the_flat_checkpoint_is_refused(op: str) -> None:
                 outcomes.append("done")
 
         with stream.socket, peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             peer.send(b"ab")
             with trio.fail_after(5):  # without the conflict the second receive waits for data
                 async with trio.open_nursery() as nursery:
@@ -153,28 +125,28 @@ def test_a_second_task_during_the_flat_checkpoint_is_refused(op: str) -> None:
                 assert peer.recv(10) == b"x"  # exactly one send went out
                 assert await stream.receive_some() == b"ab"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_peer_reset_and_a_closed_fd_map_to_stream_errors() -> None:
     async def body() -> None:
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         with stream.socket:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             peer.close()  # a socketpair peer's close: recv reads EOF, send gets EPIPE
             assert await stream.receive_some() == b""
             with pytest.raises(trio.BrokenResourceError):
                 await stream.send_all(b"x")
-        stream, peer = _pair()
+        stream, peer = stream_and_peer()
         with peer:
-            await _warm(stream, peer)
+            await warm(stream, peer)
             stream.socket.close()
             with pytest.raises(trio.ClosedResourceError):
                 await stream.receive_some()
             with pytest.raises(trio.ClosedResourceError):
                 await stream.send_all(b"x")
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_tcp_reset_is_broken_resource() -> None:
@@ -196,16 +168,14 @@ def test_tcp_reset_is_broken_resource() -> None:
                 with pytest.raises(trio.BrokenResourceError):
                     await stream.send_all(b"x")
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_send_all_and_receive_some_start_as_tasks() -> None:
     """``nursery.start_soon(stream.send_all, data)``: both are real coroutine functions."""
 
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stream.send_all, b"from a task")
             assert peer.recv(100) == b"from a task"
@@ -216,35 +186,33 @@ def test_send_all_and_receive_some_start_as_tasks() -> None:
                 peer.recv(10)
             await stream.send_all(b"")  # the empty send: a checkpoint, nothing sent
 
-    _in_task(body)
+    in_child_task(body)
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "1"])
 def test_bad_max_bytes_is_refused_before_any_read(bad: Any) -> None:
     async def body() -> None:
-        stream, peer = _pair()
-        with stream.socket, peer:
-            await _warm(stream, peer)
+        async with warm_stream_and_peer() as (stream, peer):
             peer.send(b"still here")
             with pytest.raises((TypeError, ValueError)):
                 await stream.receive_some(bad)
             assert await stream.receive_some() == b"still here"
 
-    _in_task(body)
+    in_child_task(body)
 
 
 def test_another_runs_socket_goes_the_general_way(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stream made in one run and used in a later one: the cached driver is closed, so the
     flat path steps aside and the general one serves the new run."""
     calls = _count_general(monkeypatch)
-    stream, peer = _pair()
+    stream, peer = stream_and_peer()
     with stream.socket, peer:
         peer.send(b"first")
 
         async def first() -> None:
             assert await stream.receive_some() == b"first"
 
-        _in_task(first)
+        in_child_task(first)
         assert calls["receive"] == 1  # the first use finds the run's ring
         peer.send(b"second")
 
@@ -252,6 +220,6 @@ def test_another_runs_socket_goes_the_general_way(monkeypatch: pytest.MonkeyPatc
             assert await stream.receive_some() == b"second"
             await stream.send_all(b"ok")
 
-        _in_task(second)
+        in_child_task(second)
         assert calls["receive"] == 2  # the cached ring is the ended run's: found again
         assert peer.recv(10) == b"ok"

@@ -119,8 +119,8 @@ class CopySource(ReceiveSource):
         self._held = [False] * bufs.entries
         self._recycle: list[int] = []
         self._flush_queued = False
-        #: The last lease delivered, its buffer and where its bytes end there (see _on_cqe).
-        self._tail: tuple[Lease, int, int] | None = None
+        #: Where the last lease delivered ends in the area (see _on_cqe); -1 before the first.
+        self._tail_end = -1
 
     @classmethod
     def open(
@@ -142,22 +142,21 @@ class CopySource(ReceiveSource):
             self.driver.bulk_bytes += res
             bid, off, last = self._take(res, flags)
             self._held[bid] = not last
-            tail = self._tail
+            start = bid * self._buf_size + off
             ready = rx._ready
-            if tail is not None and ready and ready[-1] is tail[0] and tail[1] == bid and tail[2] == off:
+            # ready[-1], if any, is the last lease delivered (the queue is FIFO): nobody has it
+            if ready and ready[-1]._key == bid and self._tail_end == start:
                 # The kernel appended to the buffer right after the last lease, which nobody
                 # has been handed yet: one lease for both (the same buffer reference). A
                 # consumer that lags gets fewer, larger leases: fewer scheduler passes per MiB
                 # for ``async for``, which passes one per lease.
-                start = off - tail[0].nbytes
-                size = tail[0].nbytes + res
-                lease = Lease(rx, ffi.buffer(self._base + (bid * self._buf_size + start), size), bid, size)
-                rx._extend_last(lease, res)
+                first = start - ready[-1].nbytes  # where the queued lease begins
+                size = ready[-1].nbytes + res
+                rx._extend_last(Lease(rx, ffi.buffer(self._base + first, size), bid, size), res)
             else:
                 self._refs[bid] += 1
-                lease = Lease(rx, ffi.buffer(self._base + (bid * self._buf_size + off), res), bid, res)
-                rx._deliver(lease)
-            self._tail = (lease, bid, off + res)
+                rx._deliver(Lease(rx, ffi.buffer(self._base + start, res), bid, res))
+            self._tail_end = start + res
         if not flags & CQE_F_MORE or rx._waiter.task is not None:
             rx._after_cqe(res, flags)
 
@@ -185,7 +184,6 @@ class CopySource(ReceiveSource):
             self.rx._arm()  # our recycled buffers reach the kernel before this SQE
 
     def close(self) -> None:
-        self._tail = None
         self._flush()
         # the kernel stops using the memory now; views still exported keep it mapped
         self.bufs.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket as stdsocket
 import threading
@@ -631,3 +632,47 @@ def test_random_interleaving_keeps_every_byte_in_order(seed: int, runner: Any) -
             assert bytes(got) == bytes(sent)
 
     in_child_task(body, runner)
+
+
+def test_send_from_another_threads_run_ends_when_the_owner_closes() -> None:
+    """The owning run closes the socket while another thread's run waits to send on it: that
+    send ends with ClosedResourceError (the owner's close cannot wake it; its wait is bounded),
+    and nothing reaches the new socket that reuses the fd number."""
+
+    async def body() -> None:
+        stream, peer = stream_and_peer()
+        with peer:
+            await warm(stream, peer)
+            fd = stream.socket.fileno()
+            outcome: list[str] = []
+
+            def other() -> None:
+                async def use() -> None:
+                    try:
+                        with trio.fail_after(5):
+                            await stream.send_all(b"x" * (8 << 20))
+                        outcome.append("sent")
+                    except (trio.ClosedResourceError, trio.TooSlowError) as exc:
+                        outcome.append(type(exc).__name__)
+
+                trio_uring.run(use)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, other)
+                await trio.sleep(0.2)  # the other run is waiting for room by now
+                stream.socket.close()
+                new_a, new_b = stdsocket.socketpair()
+                with new_a, new_b:
+                    assert fd in (new_a.fileno(), new_b.fileno())  # the number is reused
+                    with trio.fail_after(5):
+                        while not outcome:  # the old peer drains: the old socket has room
+                            with contextlib.suppress(BlockingIOError):
+                                peer.recv(1 << 20)
+                            await trio.sleep(0.01)
+                    for s in (new_a, new_b):
+                        s.setblocking(False)
+                        with pytest.raises(BlockingIOError):
+                            s.recv(1 << 20)  # not a byte of the other run's send
+            assert outcome == ["ClosedResourceError"]
+
+    in_child_task(body)

@@ -679,7 +679,7 @@ class UringSocket(trio.socket.SocketType):
             # no queued SQE carries the fd number, which the owner closing the socket could
             # hand to a new socket meanwhile.
             return await self._nonblocking(
-                lambda: self._sock.send(data, int(flags) | _NOSIGNAL), self.wait_writable
+                lambda: self._sock.send(data, int(flags) | _NOSIGNAL), self._wait_writable_briefly
             )
         if d is None or not d.send_ring:
             try:
@@ -740,6 +740,13 @@ class UringSocket(trio.socket.SocketType):
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)
+
+    async def _wait_writable_briefly(self) -> None:
+        """``wait_writable`` for at most 50 ms: a send from another thread's run waits in this
+        run, which the owning run closing the socket does not wake; the send's retry then
+        finds it closed (``EBADF``)."""
+        with trio.move_on_after(0.05):
+            await self.wait_writable()
 
 
 def configure_send(path: str) -> None:

@@ -12,8 +12,9 @@ generator's CPU use (100% means the client, not the server, set the pace), serve
 per request (``perf stat`` counting ``raw_syscalls:sys_enter``, or ``strace -c -f`` where perf
 cannot, attached during a second, shorter load) and peak RSS.
 Loopback numbers on a small VM move by tens of percent from one sample to the next, so
-every scenario runs ``--repeat`` rounds, each round every server in turn (interleaved, so
-drift hits all alike); the table shows the median round and the throughput's spread.
+the suite runs ``--repeat`` rounds, each round every scenario and server in turn and
+``floor.py`` once (interleaved, so drift hits all alike); the table shows the median round
+and the throughput's spread, the floor its median run.
 Prints a table with ratios against stock trio and against the C liburing server, writes
 ``benchmarks/results/latest.json`` and ``latest.png``, and with ``--update-readme`` replaces
 the results block of README.md. Everything is measured here and now; nothing is typed in.
@@ -327,6 +328,49 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def measure_floor() -> str:
+    """One run of ``floor.py`` on the server's CPU: its printout."""
+    return subprocess.run(
+        ["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "floor.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def median_floor(runs: list[str]) -> str:
+    """The run of ``floor.py`` whose echo floor under ``trio_uring.run`` is the median."""
+
+    def echo(text: str) -> float:
+        m = re.search(r"^trio_uring\.run\s+([\d.]+) us of scheduler per echo", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    return sorted(runs, key=echo)[(len(runs) - 1) // 2]
+
+
+def receiver_ratios(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The README's ``async for`` receiver loop against ``receive_batch`` and the C sink."""
+    batch = results.get("bulk 1x64KiB zero-copy", {})
+    loop = results.get("bulk 1x64KiB zero-copy async for", {})
+    lines = []
+    for server in ("trio_uring", "trio_uring_ring"):
+        b, f = batch.get(server), loop.get(server)
+        if not b or not f:
+            continue
+        line = (
+            f"{server:16} async for {f['cpu_us_per_req']:6.2f}, receive_batch {b['cpu_us_per_req']:6.2f} us "
+            f"CPU per 64 KiB: async for = {f['cpu_us_per_req'] / b['cpu_us_per_req']:4.2f}x receive_batch"
+        )
+        cb, cf = batch.get("c_liburing"), loop.get("c_liburing")
+        if cb and cf:
+            line += (
+                f"; against the C sink of the same row: {b['cpu_us_per_req'] / cb['cpu_us_per_req']:4.2f}x "
+                f"and {f['cpu_us_per_req'] / cf['cpu_us_per_req']:4.2f}x"
+            )
+        lines.append(line)
+    return "\n\nThe zero-copy receiver's two loops:\n" + "\n".join(lines) if lines else ""
+
+
 def floor_ratios(results: dict[str, dict[str, dict[str, Any]]], floor: str) -> str:
     """Each trio server's CPU per request against what no trio backend can go below: the
     scheduler's floor for the scenario's shape plus the kernel's work (the C server's CPU
@@ -426,9 +470,15 @@ def main() -> None:
     )
     done = 0
     started = time.monotonic()
-    for scenario in scenarios:
-        rounds: dict[str, list[dict[str, Any]]] = {}
-        for rnd in range(1 if scenario.startswith("idle") else args.repeat):
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {sc: {} for sc in scenarios}
+    floors: list[str] = []
+    # Rounds outermost: each round measures every scenario and server in turn, so drift on
+    # the machine hits every row alike and ratios between rows (``async for`` against
+    # ``receive_batch``, a server against the floor) compare samples taken minutes apart.
+    for rnd in range(args.repeat):
+        for scenario in scenarios:
+            if scenario.startswith("idle") and rnd > 0:
+                continue  # peak RSS: one round says it
             for server in servers:
                 if is_pool(server) and SCENARIOS[scenario][3] != "echo":
                     continue  # worker pools serve the echo scenarios only
@@ -446,25 +496,24 @@ def main() -> None:
                 except (ImportError, RuntimeError, subprocess.CalledProcessError) as exc:
                     print(f"skipped {server} / {scenario}: {exc}", file=sys.stderr)
                     continue
-                rounds.setdefault(server, []).append(row)
-        for server, rows in rounds.items():
+                rounds[scenario].setdefault(server, []).append(row)
+        floors.append(measure_floor())
+    for scenario, by_server in rounds.items():
+        for server, rows in by_server.items():
             results.setdefault(scenario, {})[server] = median_row(rows)
     head = (
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, kernel {kernel()}, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; server on CPU "
         f"{SERVER_CPU} (worker pools on {WORKER_CPUS}), load generator on CPU {CLIENT_CPU}; "
-        f"median of {args.repeat} "
-        f"interleaved rounds of {seconds:g} s; syscalls counted by {counter or 'nothing'}"
+        f"median of {args.repeat} interleaved rounds (every scenario and server in each) of "
+        f"{seconds:g} s; syscalls counted by {counter or 'nothing'}"
     )
-    floor = subprocess.run(
-        ["taskset", "-c", SERVER_CPU, sys.executable, str(HERE / "floor.py")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    floor = median_floor(floors)
     text = (
-        f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py):\n{floor.rstrip()}"
+        f"{head}\n{table(results)}\n\nthe scheduler's floor (benchmarks/floor.py, the median of "
+        f"{len(floors)} runs, one per round):\n{floor.rstrip()}"
         + floor_ratios(results, floor)
+        + receiver_ratios(results)
     )
     print(text)
     RESULTS.mkdir(exist_ok=True)

@@ -29,6 +29,7 @@ import functools
 import os
 import select
 import threading
+from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
 from typing import Any
 
@@ -223,10 +224,11 @@ class UringIOManager:
     # ---- the protocol trio's run loop drives ------------------------------------------------
     def get_events(self, timeout: float) -> Batch | None:
         """Submit, wait up to ``timeout``, reap. Falsy only if nothing happened."""
-        if threading.get_ident() != self._owner:
+        if _get_ident() != self._owner:
             return self._wait_from_foreign_thread(timeout)
         d = self.driver
-        d.before_enter()
+        if d.pre_enter or d._soon:  # the common pass has nothing for before_enter: no call
+            d.before_enter()
         if timeout <= 0:
             # Tasks are runnable: look at the kernel once EVENT_INTERVAL task steps ran since
             # the last look, as tokio's scheduler does (``event_interval``, 61), or once
@@ -234,9 +236,11 @@ class UringIOManager:
             # deferred receive work (a syscall) for whatever trickled in since the last: a
             # task taking one lease per pass would pay it per lease and get smaller ones.
             # SQEs are always submitted, and an empty run queue (trio is about to wake
-            # wait_all_tasks_blocked or jump an autojump clock) always looks.
-            runq = self._runq()
-            if runq and not self.ring.queued:
+            # wait_all_tasks_blocked or jump an autojump clock) always looks. This is every
+            # scheduler pass, so it calls nothing it need not (a pass of one task measured
+            # 34.3k instructions with three more calls here, 28.7k under trio's epoll).
+            runq = self._runq_deque or self._runq()
+            if runq and not self.ring._queued:
                 steps = self._steps + len(runq)
                 if steps < EVENT_INTERVAL and _monotonic() < self._look_by:
                     self._steps = steps

@@ -8,7 +8,7 @@ from . import lowlevel, socket
 from ._core._errors import RingClosedError, UringUnavailable
 from ._core._probe import ProbeReport, probe
 from ._core._run import backend, run
-from ._net._socket import install_socket_factory
+from ._net._factory import install_socket_factory
 from ._net._stream import (
     UringSocketListener,
     UringSocketStream,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from ._core._errors import UringUnavailable
 from ._core._io_manager import UringIOManager
 from ._core._run import install_io_manager
-from ._net._socket import route_all_sockets
+from ._net._factory import route_all_sockets
 
 __all__ = ["install_globally", "unavailable_reason"]
 

@@ -1,15 +1,14 @@
 """io_uring sockets with the ``trio.socket`` interface."""
 
-from ._net._rxbuf import configure_receive_buffers
-from ._net._socket import (
-    UringSocket,
+from ._net._factory import (
     UringSocketFactory,
-    configure_send,
     from_stdlib_socket,
     install_socket_factory,
     socket,
     socketpair,
 )
+from ._net._rxbuf import configure_receive_buffers
+from ._net._socket import UringSocket, configure_send
 
 __all__ = [
     "UringSocket",

@@ -19,8 +19,9 @@ import trio
 from .._core._counters import COUNTERS
 from .._core._traps import RUN_CONTEXT, cancel_shielded_checkpoint
 from .._core._waiter import Conflict
+from ._factory import uring_sockets_for_call
 from ._rxbuf import BULK_CHUNK
-from ._socket import _NOSIGNAL, UringSocket, uring_sockets_for_call
+from ._socket import _NOSIGNAL, UringSocket
 
 __all__ = ["UringSocketListener", "UringSocketStream", "open_tcp_listeners", "open_tcp_stream", "serve_tcp"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket as _stdlib
 
-from .._net._socket import from_stdlib_socket
+from .._net._factory import from_stdlib_socket
 from .._net._stream import UringSocketStream
 
 __all__ = ["connected_stream_pair"]

@@ -18,7 +18,7 @@ from .._core._errors import UringUnavailable
 from .._core._plain import announce_fallback
 from .._core._run import install_io_manager
 from .._global import unavailable_reason
-from .._net._socket import route_all_sockets
+from .._net._factory import route_all_sockets
 from .._net._stream import UringSocketStream
 from ..zerocopy._receiver import ZeroCopyReceiver, open_zc_receiver
 from ._helpers import connected_stream_pair

@@ -32,7 +32,7 @@ from .._core._plain import current_driver
 from .._core._ring import CQE_F_MORE
 from .._core._traps import cancel_shielded_checkpoint, proceed_uncancelled
 from .._core._waiter import Conflict, Waiter
-from .._net._socket import ReceiveSide, claim_receive_side
+from .._net._receive_side import ReceiveSide, claim_receive_side
 from .._net._worker import worker_zc_queue
 from ._lease import HandedLease, Lease, exports_gone, keep_orphans, sweep_orphans
 from ._sources import SOURCES, ReceiveSource

@@ -376,7 +376,9 @@ def test_copy_mode_without_incremental_buffers(run: Runner, monkeypatch: pytest.
     run(main)
 
 
-@pytest.mark.parametrize(("area", "buf"), [(16 * MiB, MiB), (4 * MiB, 256 * 1024), (256 * 1024, 16 * 1024), (4096, 4096)])
+@pytest.mark.parametrize(
+    ("area", "buf"), [(16 * MiB, MiB), (4 * MiB, 256 * 1024), (256 * 1024, 16 * 1024), (4096, 4096)]
+)
 def test_copy_buffers_are_sized_to_the_area(area: int, buf: int) -> None:
     async def main() -> None:
         tx, rx_stream = pair()

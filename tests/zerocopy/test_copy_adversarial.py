@@ -108,3 +108,37 @@ def test_a_pipeline_whose_worker_keeps_a_window_of_leases_never_stalls(run: Runn
         assert st.bytes == len(payload) and st.leases_out == 0 and st.refills == st.leases
 
     run(main)
+
+
+def test_joined_and_queued_leases_go_back_to_the_stream_in_order(run: Runner) -> None:
+    """The block ending (by a cancel here) with a lease held, and completions joined into one
+    queued lease nobody was handed: the joined bytes go back in front of the stream, exactly
+    once, and a second receiver on the same stream gets them first, then what follows."""
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream:
+            with trio.CancelScope() as cs:
+                async with open_zc_receiver(rx_stream, mode="copy") as rx:
+                    await tx.send_all(b"w")
+                    held = await rx.receive()  # arms the receive op; held at the block's end
+                    await tx.send_all(b"a" * 1000)
+                    await wait_until(lambda: rx.statistics().completions == 2)
+                    await tx.send_all(b"b" * 3000)
+                    await wait_until(lambda: rx.statistics().completions == 3)
+                    st = rx.statistics()
+                    assert (st.leases, st.bytes) == (2, 4001)  # the two joined in one queued lease
+                    cs.cancel()
+                    await trio.sleep_forever()
+            assert held.released and rx.statistics().leases_out == 0
+            await tx.send_all(b"c" * 10)
+            await tx.send_eof()
+            got = bytearray()
+            async with open_zc_receiver(rx_stream, mode="copy") as rx2:
+                with trio.fail_after(5):
+                    async for lease in rx2:
+                        with lease:
+                            got += lease.data
+            assert got == b"a" * 1000 + b"b" * 3000 + b"c" * 10
+
+    run(main)

@@ -173,7 +173,13 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
     def _give_back(self, key: Any, nbytes: int) -> None:
         self._refills += 1
         self._source.give_back(key, nbytes)
-        if self._starved and not self._closed and len(self._out) + len(self._zombies) <= self._resume_at:
+        # A task parked in receive() re-arms at once: it waits for data now, and the leases
+        # held elsewhere may never come back before it gets some (a worker keeping a window).
+        if (
+            self._starved
+            and not self._closed
+            and (len(self._out) + len(self._zombies) <= self._resume_at or self._waiter.task is not None)
+        ):
             self._starved = False
             self._source.resuming()
             self._driver.soon(self._arm)

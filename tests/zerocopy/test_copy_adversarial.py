@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -140,5 +142,50 @@ def test_joined_and_queued_leases_go_back_to_the_stream_in_order(run: Runner) ->
                         with lease:
                             got += lease.data
             assert got == b"a" * 1000 + b"b" * 3000 + b"c" * 10
+
+    run(main)
+
+
+def test_leases_released_in_a_worker_thread_go_back_through_the_run(run: Runner) -> None:
+    """Leases handed to another thread and released there, while the only consumer waits
+    for more: the run is woken and gives the buffers back in its own thread (the buffer
+    counts and the ring are not the worker's to touch), so the waiting ``receive()`` gets the
+    data the kernel could then write, and every lease is counted back once."""
+
+    async def main() -> None:
+        tx, rx_stream = pair()
+        async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy", area_size=64 * 1024) as rx:
+            bufs = copy_bufs(rx)
+            await tx.send_all(b"w")
+            (await rx.receive()).release()  # the receive op is armed from here on
+            tail = os.urandom(bufs.entries * bufs.buf_size + 10_000)
+            await tx.send_all(tail)
+            await wait_until(lambda: rx._op is None)  # ran dry: every buffer is in a queued lease
+            held = await rx.receive_batch(1000)
+            got = bytearray(b"".join(lease.data for lease in held))
+
+            def release_all() -> None:
+                time.sleep(0.2)  # the run is asleep in the kernel by now
+                for lease in held:
+                    lease.release()
+
+            async with trio.open_nursery() as n:
+
+                async def rest() -> None:
+                    with trio.fail_after(5):
+                        while len(got) < len(tail):
+                            lease = await rx.receive()
+                            with lease:
+                                got.extend(lease.data)
+
+                n.start_soon(rest)
+                await trio.testing.wait_all_tasks_blocked()  # the consumer waits: the run sleeps
+                worker = threading.Thread(target=release_all)  # nothing wakes the run when it ends
+                worker.start()
+            worker.join()
+            assert got == tail
+            await wait_until(lambda: rx.statistics().leases_out == 0)  # the last releases ran
+            st = rx.statistics()
+            assert st.leases_out == 0 and st.refills == st.leases
 
     run(main)

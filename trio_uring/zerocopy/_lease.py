@@ -67,7 +67,8 @@ class Lease:
         return self.data.tobytes()
 
     def release(self) -> None:
-        """Give the buffer back to the kernel. Idempotent."""
+        """Give the buffer back to the kernel. Idempotent, and callable from any thread: from
+        a thread other than the run's (``trio.to_thread``), the run gives it back."""
         if not self._released:
             self._released = True
             self._rx._release(self)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import socket as _stdlib
+import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,10 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         # counters as plain ints (the hot path); statistics() makes the public snapshot
         self._bytes = self._completions = self._leases = self._refills = self._high_water = self._rearms = 0
         self._zombie_hook = False  # _check_zombies is a pre_enter hook
+        #: The thread the run's tasks run in, and the way back into the run from others: a
+        #: lease handed to a worker thread may be released there.
+        self._thread = threading.get_ident()
+        self._token = trio.lowlevel.current_trio_token()
 
     # ---- the receive op --------------------------------------------------------------------------
     def _arm(self) -> None:
@@ -155,6 +160,9 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
     # ---- giving buffers back -----------------------------------------------------------------
     def _release(self, lease: Lease) -> None:
+        if threading.get_ident() != self._thread:
+            self._in_run(self._release, lease)
+            return
         self._out.discard(lease)
         if exports_gone(lease):
             lease._exporter = None
@@ -168,7 +176,17 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
 
     def _forget(self, lease: Lease) -> None:
         """A lease that holds no buffer of ours (a :class:`HandedLease`) was released."""
+        if threading.get_ident() != self._thread:
+            self._in_run(self._forget, lease)
+            return
         self._out.discard(lease)
+
+    def _in_run(self, fn: Any, lease: Lease) -> None:
+        """A lease released in another thread: the buffer bookkeeping and the ring belong to
+        the run's thread, so the release runs there, at once if the run sleeps (its token
+        wakes it). A run that ended has closed its receivers and taken every buffer back."""
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(fn, lease)
 
     def _give_back(self, key: Any, nbytes: int) -> None:
         self._refills += 1

@@ -31,6 +31,20 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 5) -> None:
             await trio.sleep(0.001)
 
 
+async def fill_and_hold(tx: UringSocketStream, rx: Any) -> tuple[bytes, list[Any]]:
+    """Run ``rx`` (a small area) dry and take every lease: what was sent, and the leases,
+    which pin every buffer."""
+    bufs = copy_bufs(rx)
+    await tx.send_all(b"w")
+    (await rx.receive()).release()  # the receive op is armed from here on
+    payload = os.urandom(bufs.entries * bufs.buf_size + 10_000)
+    await tx.send_all(payload)
+    await wait_until(lambda: rx._op is None)  # ran dry: every buffer is in a queued lease
+    held = await rx.receive_batch(1000)
+    assert len(held) >= bufs.entries
+    return payload, held
+
+
 def test_a_parked_receive_resumes_when_a_buffer_comes_back(run: Runner) -> None:
     """A task waiting in ``receive()`` while another task holds leases: after running dry the
     receiver must resume as soon as the kernel could take more, not only once half of the
@@ -41,13 +55,7 @@ def test_a_parked_receive_resumes_when_a_buffer_comes_back(run: Runner) -> None:
     async def main() -> None:
         tx, rx_stream = pair()
         async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy", area_size=64 * 1024) as rx:
-            bufs = copy_bufs(rx)
-            await tx.send_all(b"w")
-            (await rx.receive()).release()  # the receive op is armed from here on
-            await tx.send_all(os.urandom(bufs.entries * bufs.buf_size + 10_000))
-            await wait_until(lambda: rx._op is None)  # ran dry: every buffer is in a queued lease
-            held = await rx.receive_batch(1000)
-            assert len(held) >= bufs.entries  # the leases pin every buffer
+            _, held = await fill_and_hold(tx, rx)
             got: list[bytes] = []
 
             async def waiter() -> None:
@@ -155,13 +163,7 @@ def test_leases_released_in_a_worker_thread_go_back_through_the_run(run: Runner)
     async def main() -> None:
         tx, rx_stream = pair()
         async with tx, rx_stream, open_zc_receiver(rx_stream, mode="copy", area_size=64 * 1024) as rx:
-            bufs = copy_bufs(rx)
-            await tx.send_all(b"w")
-            (await rx.receive()).release()  # the receive op is armed from here on
-            tail = os.urandom(bufs.entries * bufs.buf_size + 10_000)
-            await tx.send_all(tail)
-            await wait_until(lambda: rx._op is None)  # ran dry: every buffer is in a queued lease
-            held = await rx.receive_batch(1000)
+            tail, held = await fill_and_hold(tx, rx)
             got = bytearray(b"".join(lease.data for lease in held))
 
             def release_all() -> None:

@@ -237,8 +237,9 @@ class UringIOManager:
             # task taking one lease per pass would pay it per lease and get smaller ones.
             # SQEs are always submitted, and an empty run queue (trio is about to wake
             # wait_all_tasks_blocked or jump an autojump clock) always looks. This is every
-            # scheduler pass, so it calls nothing it need not (a pass of one task measured
-            # 34.3k instructions with three more calls here, 28.7k under trio's epoll).
+            # scheduler pass, so it calls nothing it need not: a pass of one task measured
+            # 29.9k user-space instructions with three more calls here and 28.1k without,
+            # against 28.8k (plus an epoll_wait syscall) under trio's own IO manager.
             runq = self._runq_deque or self._runq()
             if runq and not self.ring._queued:
                 steps = self._steps + len(runq)

@@ -128,13 +128,9 @@ class ZeroCopyReceiver(trio.abc.ReceiveChannel[Lease]):
         if len(out) > self._high_water:  # noqa: PLR1730 - a compare, not a call, per completion
             self._high_water = len(out)
 
-    def _extend_last(self, lease: Lease, nbytes: int) -> None:
-        """A completion joined to the last queued lease (called by the source): ``lease``, its
-        bytes and ``nbytes`` more, replaces that one, which nobody was handed."""
-        old = self._ready[-1]
-        self._ready[-1] = lease
-        self._out.discard(old)
-        self._out.add(lease)
+    def _extend_last(self, nbytes: int) -> None:
+        """A completion joined to the last queued lease, which nobody was handed (the
+        source grew that lease by ``nbytes``): counted, not queued."""
         self._bytes += nbytes
         self._completions += 1
 

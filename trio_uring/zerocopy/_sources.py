@@ -150,12 +150,16 @@ class CopySource(ReceiveSource):
             # ready[-1], if any, is the last lease delivered (the queue is FIFO): nobody has it
             if ready and ready[-1]._key == bid and self._tail_end == start:
                 # The kernel appended to the buffer right after the last lease, which nobody
-                # has been handed yet: one lease for both (the same buffer reference). A
-                # consumer that lags gets fewer, larger leases: fewer scheduler passes per MiB
-                # for ``async for``, which passes one per lease.
-                first = start - ready[-1].nbytes  # where the queued lease begins
-                size = ready[-1].nbytes + res
-                rx._extend_last(Lease(rx, ffi.buffer(self._base + first, size), bid, size), res)
+                # has been handed yet: that lease grows to cover both (in place: it has no
+                # view yet). A consumer that lags gets fewer, larger leases: fewer scheduler
+                # passes per MiB for ``async for``, which passes one per lease. Leases never
+                # span buffers, so a consumer holding fewer leases than there are buffers
+                # always leaves the kernel somewhere to write.
+                lease = ready[-1]
+                first = start - lease.nbytes  # where the queued lease begins
+                lease.nbytes += res
+                lease._exporter = ffi.buffer(self._base + first, lease.nbytes)
+                rx._extend_last(res)
             else:
                 self._refs[bid] += 1
                 rx._deliver(Lease(rx, ffi.buffer(self._base + start, res), bid, res))

@@ -30,7 +30,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m pip install -q uvloop matplotlib
-	$(BIN)/python benchmarks/bench.py --update-readme
+	$(BIN)/python benchmarks/bench.py --update-readme $(BENCH_ARGS)
 
 PY_SOURCES := trio_uring tests examples benchmarks scripts _native/build.py setup.py docs/conf.py
 # The same checks run as pre-commit hooks (.pre-commit-config.yaml), with these tools.

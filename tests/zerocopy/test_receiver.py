@@ -500,18 +500,20 @@ def test_completions_into_the_same_buffer_join_a_lease_nobody_was_handed(runner:
             await arrived(rx, 2)
             await tx.send_all(b"b" * 1000)
             await arrived(rx, 3)
-            st = rx.statistics()
-            assert (st.completions, st.leases) == (3, 2)
-            joined = await rx.receive()
-            assert bytes(joined.data) == b"a" * 1000 + b"b" * 1000 and len(joined) == 2000
-            await tx.send_all(b"c" * 10)
+            await tx.send_all(b"x" * 500)  # a third completion grows the same queued lease
             await arrived(rx, 4)
-            assert bytes(joined.data) == b"a" * 1000 + b"b" * 1000  # handed out: not grown
+            st = rx.statistics()
+            assert (st.completions, st.leases, st.leases_out) == (4, 2, 1)
+            joined = await rx.receive()
+            assert bytes(joined.data) == b"a" * 1000 + b"b" * 1000 + b"x" * 500 and len(joined) == 2500
+            await tx.send_all(b"c" * 10)
+            await arrived(rx, 5)
+            assert bytes(joined.data) == b"a" * 1000 + b"b" * 1000 + b"x" * 500  # handed out: not grown
             with await rx.receive() as later:
                 assert bytes(later.data) == b"c" * 10
             joined.release()
             st = rx.statistics()
-            assert (st.completions, st.leases, st.refills, st.leases_out) == (4, 3, 3, 0)
+            assert (st.completions, st.leases, st.refills, st.leases_out) == (5, 3, 3, 0)
         await rx_stream.aclose()
 
     runner(main)

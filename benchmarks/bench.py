@@ -465,7 +465,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1 s per measurement")
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--repeat", type=int, default=3, help="rounds per scenario; the median is shown")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds per scenario; the median is shown")
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--no-syscalls", action="store_true", help="skip the syscall counts")

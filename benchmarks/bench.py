@@ -376,22 +376,22 @@ def receiver_ratios(
         b, f = batch.get(server), loop.get(server)
         if not b or not f:
             continue
-        fu, bu = f["cpu_us_per_req"], b["cpu_us_per_req"]
+        loop_cpu, batch_cpu = f["cpu_us_per_req"], b["cpu_us_per_req"]
         line = (
-            f"{server:16} async for {fu:6.2f}, receive_batch {bu:6.2f} us CPU per 64 KiB: "
-            f"async for = {fu / bu:4.2f}x receive_batch"
+            f"{server:16} async for {loop_cpu:6.2f}, receive_batch {batch_cpu:6.2f} us CPU per 64 KiB: "
+            f"async for = {loop_cpu / batch_cpu:4.2f}x receive_batch"
         )
         cb, cf = batch.get("c_liburing"), loop.get("c_liburing")
         if cb and cf:
             line += (
-                f"; against the C sink of the same row: async for {fu / cf['cpu_us_per_req']:4.2f}x, "
-                f"receive_batch {bu / cb['cpu_us_per_req']:4.2f}x"
+                f"; against the C sink of the same row: async for {loop_cpu / cf['cpu_us_per_req']:4.2f}x, "
+                f"receive_batch {batch_cpu / cb['cpu_us_per_req']:4.2f}x"
             )
         if c_runs:
             c = statistics.median(c_runs)
             line += (
                 f"; against the C sink's median over its {len(c_runs)} sink runs ({c:.2f}): "
-                f"async for {fu / c:4.2f}x, receive_batch {bu / c:4.2f}x"
+                f"async for {loop_cpu / c:4.2f}x, receive_batch {batch_cpu / c:4.2f}x"
             )
         lines.append(line)
     return "\n\nThe zero-copy receiver's two loops:\n" + "\n".join(lines) if lines else ""

@@ -34,6 +34,9 @@ int tu_enter(tu_ring *r, unsigned wait_nr, long long timeout_ns, unsigned max,
 int tu_submit(tu_ring *r);
 /* Completions (or deferred work that will produce them) wait to be reaped. No syscall. */
 int tu_ring_has_work(tu_ring *r);
+/* Completions already posted (in the CQ ring or on the kernel's overflow list) that nobody
+ * reaped yet; unlike tu_ring_has_work, deferred work that has not run does not count. */
+int tu_ring_cq_undelivered(tu_ring *r);
 /* The kernel signals `fd` when completions are posted and, with DEFER_TASKRUN, when
  * deferred work is queued: what a waiter outside io_uring_enter can poll. */
 int tu_register_eventfd(tu_ring *r, int fd);

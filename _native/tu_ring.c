@@ -274,3 +274,9 @@ int tu_ring_has_work(tu_ring *r)
 {
     return io_uring_cq_ready(&r->ring) > 0 || cq_ring_needs_flush(&r->ring);
 }
+
+int tu_ring_cq_undelivered(tu_ring *r)
+{
+    return io_uring_cq_ready(&r->ring) > 0 ||
+           (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0;
+}

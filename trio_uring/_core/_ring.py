@@ -221,6 +221,9 @@ class Ring:
                 remedy="use Linux >= 6.1",
             )
         self.cqe32 = bool(self.flags & SetupFlags.CQE32)
+        #: Deferred work runs only inside this thread's io_uring_enter: no op touches a
+        #: socket between two enters (see :meth:`undelivered`).
+        self.defer_taskrun = bool(self.flags & SetupFlags.DEFER_TASKRUN)
         #: user_data -> the op layer's record, for every op whose final CQE is still due.
         self.inflight: dict[int, Any] = {}
         #: Incremented each time queued SQEs are handed to the kernel.
@@ -312,6 +315,14 @@ class Ring:
     def has_work(self) -> bool:
         """Completions, or deferred work that will produce them, are waiting (no syscall)."""
         return bool(lib.tu_ring_has_work(self._p()))
+
+    def undelivered(self) -> bool:
+        """Completions the kernel posted that were not reaped yet (no syscall).
+
+        On a :attr:`defer_taskrun` ring, False means every op's results so far have been
+        reaped: data a receive op has not delivered is still in its socket.
+        """
+        return bool(lib.tu_ring_cq_undelivered(self._p()))
 
     def register_eventfd(self, fd: int) -> None:
         """Have the kernel signal ``fd`` whenever completions or deferred work arrive.

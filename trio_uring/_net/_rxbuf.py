@@ -18,6 +18,10 @@ Ownership of the shared pool (no connection can starve another):
   copied into that socket's own memory (its *spill*, bounded by ``max_pending``) and their
   buffers go back to the kernel. Idle readers cost their own memory, never the pool.
 * When the ring runs dry anyway (``ENOBUFS``), receives are re-armed as buffers come back.
+
+A read that finds nothing queued while the op is armed first tries a plain ``recv``
+(:meth:`StreamReceiver.read_early`), where that cannot overtake the op: a peer that answers
+fast has its bytes in the socket before our next enter would run the op.
 * A receiver that closes (explicitly, or its socket was collected) returns every buffer it
   holds; at the end of the run the ones still open move their data to their spill and
   detach, so the socket works in a later run.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import errno as _errno
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 import trio
@@ -363,6 +368,45 @@ class StreamReceiver:
         await self._waiter.park()
         if self.closed or self._fd_closed:
             raise trio.ClosedResourceError("another task closed this socket")
+
+    def read_early(self, recv: Callable[[], bytes]) -> bytes | None:
+        """The socket's next bytes with ``recv()`` while the receive op is armed but has
+        delivered nothing we hold: ``None`` when that cannot be done in order, or the socket
+        is empty (the caller then waits for the op).
+
+        A task that asks for data its peer already sent would otherwise park until the next
+        enter runs the op — a scheduler pass and a wake-up per read in a ping-pong. In order
+        only on a ring whose deferred work runs in our own enters (DEFER_TASKRUN), with every
+        completion posted so far reaped: then the op has taken nothing out of the socket
+        that we do not hold, and nothing can take bytes out until our next enter. When the
+        op runs after this read, it finds the socket empty and keeps waiting.
+        """
+        if (
+            self._op is None
+            or self._stopping
+            or self._chunks
+            or self._spill
+            or self._eof
+            or self._error is not None
+            or self.closed
+            or self._fd_closed
+            or self.detached
+        ):
+            return None
+        d = self._pool.driver
+        ring = d.ring
+        if d.reaped_by_task or not ring.defer_taskrun or d.closed or ring.undelivered():
+            return None
+        try:
+            data = recv()
+        except BlockingIOError:
+            return None
+        if not data:
+            self._eof = True
+        elif len(data) >= BULK_CHUNK:
+            self.bulk = BULK_PATIENCE  # a bulk stream: plain reads from here on (module docstring)
+            self._stop()
+        return data
 
     def _raise_error(self) -> None:
         err = self._error

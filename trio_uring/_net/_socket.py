@@ -513,6 +513,13 @@ class UringSocket(trio.socket.SocketType):
                     direct = await self._recv_direct(rx, lambda: sock.recv(buflen))
                     if direct is not None:
                         return direct
+                elif buflen:
+                    sock = self._sock
+                    early = rx.read_early(lambda: sock.recv(buflen))
+                    if early is not None:
+                        COUNTERS.bytes_plain_recv += len(early)
+                        await cancel_shielded_checkpoint()
+                        return early
                 await rx.wait()  # arms the multishot recv
             data = rx.take(buflen) if buflen else b""
             COUNTERS.bytes_multishot += len(data)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import random
 import socket as stdsocket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from trio_uring import UringSocketStream
@@ -17,6 +20,15 @@ from trio_uring.socket import from_stdlib_socket
 
 Runner = Callable[..., Any]
 MiB = 1 << 20
+
+
+def load_module(name: str, path: Path) -> ModuleType:
+    """A Python file that is not an importable module (a script, a build file), loaded as ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def uring_pair() -> tuple[UringSocketStream, UringSocketStream]:

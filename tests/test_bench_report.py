@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from ._util import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_module("bench", ROOT / "benchmarks" / "bench.py")
 
 
 def rows(*cpu: float) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests._subproc import SYSCALLS, run_python
+from tests._util import load_module
 
 pytest_plugins = ["pytester"]
 
@@ -142,13 +143,9 @@ def test_serve_cli_snippet(tmp_path: Path) -> None:
 
 
 def test_bench_workers_snippet_names_what_the_suite_has() -> None:
-    import importlib.util  # noqa: PLC0415
     import shlex  # noqa: PLC0415
 
-    spec = importlib.util.spec_from_file_location("bench", README.parent / "benchmarks" / "bench.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_module("bench", README.parent / "benchmarks" / "bench.py")
     argv = shlex.split(snippet("bench-workers").replace("\\\n", " "))
     args = dict(zip(argv[2::2], argv[3::2]))
     assert argv[:2] == ["python", "benchmarks/bench.py"]

@@ -27,6 +27,20 @@ from trio_uring._net._rxbuf import StreamReceiver
 from .._util import Runner, stream_and_peer
 
 
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """``waits[0]``: how many reads parked to wait for the receive op."""
+    count = [0]
+    wait = StreamReceiver.wait
+
+    async def counted_wait(self: StreamReceiver) -> None:
+        count[0] += 1
+        await wait(self)
+
+    monkeypatch.setattr(StreamReceiver, "wait", counted_wait)
+    return count
+
+
 async def armed(stream: UringSocketStream, peer: stdsocket.socket) -> None:
     """Leave ``stream`` with its multishot recv armed and nothing queued: one read that waits."""
     async with trio.open_nursery() as nursery:
@@ -43,25 +57,12 @@ async def armed(stream: UringSocketStream, peer: stdsocket.socket) -> None:
     assert rx is not None and rx._op is not None and not rx._chunks
 
 
-def test_bytes_already_in_the_socket_are_read_without_waiting_for_the_op(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    waits = 0
-    wait = StreamReceiver.wait
-
-    async def counted_wait(self: StreamReceiver) -> None:
-        nonlocal waits
-        waits += 1
-        await wait(self)
-
-    monkeypatch.setattr(StreamReceiver, "wait", counted_wait)
-
+def test_bytes_already_in_the_socket_are_read_without_waiting_for_the_op(waits: list[int]) -> None:
     async def main() -> None:
-        nonlocal waits
         stream, peer = stream_and_peer()
         with stream.socket, peer:
             await armed(stream, peer)
-            waits = 0
+            waits[0] = 0
             rx = stream.socket._rx
             assert rx is not None
             for i in range(20):
@@ -70,14 +71,14 @@ def test_bytes_already_in_the_socket_are_read_without_waiting_for_the_op(
                 with trio.testing.assert_checkpoints():
                     assert await stream.receive_some() == b"ping %d" % i
                 assert COUNTERS.bytes_plain_recv == plain + len(b"ping %d" % i)  # a plain recv
-            assert waits == 0  # no read parked to wait for the op
+            assert waits == [0]  # no read parked to wait for the op
             assert rx._op is not None  # the op stays armed for idle times
             # the socket empty: the read waits for the op as before
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stream.receive_some)
                 await trio.testing.wait_all_tasks_blocked()
                 peer.send(b"late")
-            assert waits == 1
+            assert waits == [1]
 
     trio_uring.run(main)
 
@@ -156,7 +157,9 @@ def test_random_interleavings_keep_every_byte_in_order(run: Runner) -> None:
     run(main)
 
 
-def test_a_ring_without_deferred_task_work_never_reads_early(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_ring_without_deferred_task_work_never_reads_early(
+    monkeypatch: pytest.MonkeyPatch, waits: list[int]
+) -> None:
     """Without DEFER_TASKRUN (kernels before 6.1) the kernel runs the op's work at any return
     to user space, so bytes can leave the socket between any two lines of ours: every read
     waits for the op, as before."""
@@ -165,15 +168,6 @@ def test_a_ring_without_deferred_task_work_never_reads_early(monkeypatch: pytest
     monkeypatch.setattr(
         _io_manager, "run_ring_flags", lambda: SetupFlags.COOP_TASKRUN | SetupFlags.TASKRUN_FLAG
     )
-    waits = 0
-    wait = StreamReceiver.wait
-
-    async def counted_wait(self: StreamReceiver) -> None:
-        nonlocal waits
-        waits += 1
-        await wait(self)
-
-    monkeypatch.setattr(StreamReceiver, "wait", counted_wait)
 
     async def main() -> None:
         stream, peer = stream_and_peer()
@@ -181,11 +175,11 @@ def test_a_ring_without_deferred_task_work_never_reads_early(monkeypatch: pytest
             await armed(stream, peer)
             rx = stream.socket._rx
             assert rx is not None and not rx.driver.ring.defer_taskrun
-            before = waits
+            before = waits[0]
             for i in range(5):
                 peer.send(b"ping %d" % i)
                 with trio.fail_after(5):
                     assert await stream.receive_some() == b"ping %d" % i
-            assert waits == before + 5
+            assert waits[0] == before + 5
 
     trio_uring.run(main)

@@ -6,7 +6,6 @@ The full build-install-run cycle is ``make dist-check`` (scripts/dist-check), pa
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import re
 import shutil
@@ -21,15 +20,13 @@ import pytest
 import trio_uring
 from trio_uring._core._compat import TESTED_TRIO
 
+from .._util import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _native_build() -> Any:
-    spec = importlib.util.spec_from_file_location("native_build_under_test", ROOT / "_native" / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("native_build_under_test", ROOT / "_native" / "build.py")
 
 
 def _compiler() -> Any:

@@ -18,13 +18,13 @@ Ownership of the shared pool (no connection can starve another):
   copied into that socket's own memory (its *spill*, bounded by ``max_pending``) and their
   buffers go back to the kernel. Idle readers cost their own memory, never the pool.
 * When the ring runs dry anyway (``ENOBUFS``), receives are re-armed as buffers come back.
+* A receiver that closes (explicitly, or its socket was collected) returns every buffer it
+  holds; at the end of the run the ones still open move their data to their spill and
+  detach, so the socket works in a later run.
 
 A read that finds nothing queued while the op is armed first tries a plain ``recv``
 (:meth:`StreamReceiver.read_early`), where that cannot overtake the op: a peer that answers
 fast has its bytes in the socket before our next enter would run the op.
-* A receiver that closes (explicitly, or its socket was collected) returns every buffer it
-  holds; at the end of the run the ones still open move their data to their spill and
-  detach, so the socket works in a later run.
 
 Bulk streams: the multishot op pays off for message-sized data (no recv syscall, no
 readiness round trip). For a stream whose completions are large (``BULK_CHUNK`` or more)

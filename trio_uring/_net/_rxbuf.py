@@ -17,7 +17,8 @@ Ownership of the shared pool (no connection can starve another):
   left to the kernel, the unread chunks of every socket whose consumer is not waiting are
   copied into that socket's own memory (its *spill*, bounded by ``max_pending``) and their
   buffers go back to the kernel. Idle readers cost their own memory, never the pool.
-* When the ring runs dry anyway (``ENOBUFS``), receives are re-armed as buffers come back.
+* When the ring runs dry anyway (``ENOBUFS``), receives are re-armed as buffers come back,
+  unless the consumer reads the socket itself in the meantime (``claim_idle``).
 * A receiver that closes (explicitly, or its socket was collected) returns every buffer it
   holds; at the end of the run the ones still open move their data to their spill and
   detach, so the socket works in a later run.
@@ -355,6 +356,20 @@ class StreamReceiver:
             and self._error is None
             and not self.closed
         )
+
+    def claim_idle(self) -> bool:
+        """:attr:`idle`, for a caller that then reads the socket itself and may wait for it.
+
+        A receiver whose op ended on ``ENOBUFS`` is re-armed by the pool when buffers come
+        back (``BufferPool.flush``). Armed while such a read waits for readiness, the op
+        would take the bytes the read waits for, and the read would get the ones after
+        them: so the claim takes the receiver off that list. A later :meth:`wait` arms the
+        op again.
+        """
+        if not self.idle:
+            return False
+        self._pool.starved.discard(self)
+        return True
 
     async def wait(self) -> None:
         """Park until data, EOF or an error is there. Cancellation has no effect on data."""

@@ -508,7 +508,7 @@ class UringSocket(trio.socket.SocketType):
             if rx._chunks or rx.ready:
                 await cancel_shielded_checkpoint()
             else:
-                if buflen and rx.idle:
+                if buflen and rx.claim_idle():
                     sock = self._sock
                     direct = await self._recv_direct(rx, lambda: sock.recv(buflen))
                     if direct is not None:
@@ -562,7 +562,7 @@ class UringSocket(trio.socket.SocketType):
         if rx is None and (carried := self._carried(buflen, peek=bool(flags & _PEEK))) is not None:
             await cancel_shielded_checkpoint()
             return carried
-        if rx is None or rx.idle:
+        if rx is None or rx.claim_idle():
             # nothing is queued in user memory: the kernel socket holds the next bytes
             if flags & _DONTWAIT:
                 data = self._sock.recv(buflen, sys_flags)
@@ -600,7 +600,7 @@ class UringSocket(trio.socket.SocketType):
             if rx.ready:
                 await cancel_shielded_checkpoint()
             else:
-                if len(view) and rx.idle:
+                if len(view) and rx.claim_idle():
                     n = await self._recv_direct(rx, lambda: self._sock.recv_into(view))
                     if n is not None:
                         return n
@@ -610,7 +610,7 @@ class UringSocket(trio.socket.SocketType):
             return n
 
     async def _recv_direct(self, rx: StreamReceiver, read: Callable[[], R]) -> R | None:
-        """Read with the syscall while no recv op is armed (see ``StreamReceiver.idle``).
+        """Read with the syscall while no recv op is armed (see ``StreamReceiver.claim_idle``).
 
         The try-then-wait shape of :meth:`_nonblocking`, inlined and with a third way out:
         ``None`` when the socket is empty and the stream is not bulk, so the caller arms the
